@@ -27,13 +27,13 @@ SOURCE_SCHEMES = {"git": {"https", "ssh", "file"}, "svn": {"https", "svn", "svn+
 
 def check_ref(ref: str) -> str:
     """A git ref (branch, tag, commit) or an svn path with an optional @revision."""
-    if not _REF.match(ref):
+    if not _REF.fullmatch(ref):
         raise ValueError("ref may hold only letters, digits and . _ / @ + -, and not start with -")
     if ".." in ref or "//" in ref or "@{" in ref or ref.endswith((".lock", "/", ".")):
         raise ValueError("ref may not contain '..', '//' or '@{', nor end with '/', '.' or '.lock'")
     if "@" in ref:
         _, _, rev = ref.rpartition("@")
-        if not _SVN_REV.match(rev):
+        if not _SVN_REV.fullmatch(rev):
             raise ValueError("an svn revision after '@' must be a number or HEAD")
     return ref
 

@@ -1,0 +1,55 @@
+"""The API's read models: every projection kept up to date in-process, with read-your-writes.
+
+A command that appended up to position P awaits `caught_up(P)` before it answers, so the next GET
+of the same client sees its change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ferry_events.projection import ProjectionRunner
+
+if TYPE_CHECKING:
+    from ferry_api.runtime import Store
+
+log = structlog.get_logger()
+
+
+class Views:
+    def __init__(self, store: Store) -> None:
+        from ferry_api.projections import all_projections
+
+        self.store = store
+        self.runners = [ProjectionRunner(store, p) for p in all_projections()]
+        self.position = 0
+        self._moved = asyncio.Condition()
+
+    async def catch_up(self) -> None:
+        for runner in self.runners:
+            await runner.catch_up()
+        async with self._moved:
+            self.position = min([await self.store.checkpoint(r.projection.name)
+                                 for r in self.runners], default=await self.store.last_position())
+            self._moved.notify_all()
+
+    async def run(self) -> None:
+        await self.catch_up()
+        async for _ in self.store.subscribe(after=self.position, batch=1000):
+            await self.catch_up()
+
+    async def caught_up(self, position: int, timeout: float = 10.0) -> None:
+        """Wait until every read model has applied `position` (best effort after timeout)."""
+        try:
+            async with asyncio.timeout(timeout), self._moved:
+                await self._moved.wait_for(lambda: self.position >= position)
+        except TimeoutError:
+            log.warning("read models lag behind", wanted=position, at=self.position)
+
+    async def rebuild(self) -> None:
+        for runner in self.runners:
+            await runner.rebuild()
+        await self.catch_up()
