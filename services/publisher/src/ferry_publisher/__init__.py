@@ -1,0 +1,1 @@
+"""ferry-publisher: tags tested trees as releases, exports them, serves them over rsync."""

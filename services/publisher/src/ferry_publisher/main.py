@@ -1,0 +1,77 @@
+"""ferry-publisher: serves exports over its rsync daemon; consumes ReleaseTagRequested from the
+bus, tags and exports the release, reports on REPORTS."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from ferry_events.backends import open_bus
+from ferry_events.bus import EVENTS, REPORTS, Bus
+from ferry_events.envelope import Message, Metadata
+from ferry_events.inbox import SqliteInbox, idempotent
+from ferry_events.logs import configure_logging
+from ferry_events.registry import Event
+
+from ferry_publisher.handlers import Report, tag_message
+from ferry_publisher.releases import Publisher
+from ferry_publisher.rsyncd import RsyncDaemon
+from ferry_publisher.settings import Settings
+
+QUEUE = "publisher"
+
+
+def reporter(bus: Bus, message: Message) -> Report:
+    """Reports answer the command: same correlation, caused by the command's event."""
+    stored = message.stored_event()
+    event_id = str(stored.event_id)
+    metadata = Metadata(
+        correlation_id=stored.metadata.correlation_id or event_id, causation_id=event_id
+    )
+
+    async def report(event: Event) -> None:
+        await bus.publish(REPORTS, [Message.report(event, metadata)])
+
+    return report
+
+
+def rsync_daemon(settings: Settings) -> RsyncDaemon:
+    logins = settings.rsync_logins()  # Settings refuses to start without a password
+    return RsyncDaemon(
+        settings.exports_dir,
+        settings.home / "rsyncd",
+        address=settings.rsync_address,
+        port=settings.rsync_port,
+        user=settings.rsync_user,
+        password=logins.pop(settings.rsync_user),
+        hosts_allow=settings.rsync_hosts_allow,
+        more_users=logins,
+    )
+
+
+async def run(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    inbox = SqliteInbox(settings.home / "publisher-inbox.sqlite")
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with rsync_daemon(settings) as daemon:
+        publisher = Publisher(settings, on_new_export=daemon.write_config)
+        bus = await open_bus(settings.broker_url)
+        try:
+            await bus.declare_queue(QUEUE, ["release.tag_requested"], EVENTS)
+
+            async def handle(message: Message) -> None:
+                await tag_message(message, publisher, reporter(bus, message))
+
+            consumer = await bus.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
+            await stop.wait()
+            await consumer.stop()
+        finally:
+            await bus.close()
+            inbox.close()
+
+
+def cli() -> None:
+    configure_logging("publisher")
+    asyncio.run(run(Settings()))

@@ -1,0 +1,150 @@
+"""The rsync daemon that serves exports read-only: one module per app, password auth, no listing.
+
+The publisher writes the config and starts `rsync --daemon --no-detach` itself. The daemon
+re-reads its config on every connection, so a new app needs only the file rewritten.
+Hosts pull `rsync://<user>@<address>:<port>/<app>/<N>/`, as any of its users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from ferry_events.validation import APP_NAME
+
+log = structlog.get_logger()
+
+
+class RsyncDaemon:
+    def __init__(
+        self,
+        exports_dir: Path,
+        run_dir: Path,
+        *,
+        address: str,
+        port: int,
+        user: str,
+        password: str,
+        hosts_allow: str,
+        more_users: Mapping[str, str] | None = None,
+    ) -> None:
+        self.exports_dir = exports_dir.resolve()
+        self.run_dir = run_dir.resolve()
+        self.address, self.port, self.hosts_allow = address, port, hosts_allow
+        self.user = user
+        self._logins = {user: password, **(more_users or {})}
+        self.config = self.run_dir / "rsyncd.conf"
+        self.secrets = self.run_dir / "rsyncd.secrets"
+        self._process: asyncio.subprocess.Process | None = None
+
+    def apps(self) -> list[str]:
+        if not self.exports_dir.is_dir():
+            return []
+        names = (p.name for p in self.exports_dir.iterdir() if p.is_dir())
+        # "global" would be read as rsyncd's own section, not a module.
+        return sorted(n for n in names if re.match(APP_NAME, n) and n != "global")
+
+    def config_text(self) -> str:
+        chroot = "yes" if os.geteuid() == 0 else "no"  # chroot needs root
+        lines = [
+            "# Written by ferry-publisher: regenerated when an app appears; do not edit.",
+            f"address = {self.address}",
+            f"port = {self.port}",
+            f"use chroot = {chroot}",
+            "read only = yes",
+            "write only = no",
+            "list = no",
+            "munge symlinks = no",
+            "reverse lookup = no",
+            "numeric ids = yes",
+            "timeout = 600",
+            f"hosts allow = {self.hosts_allow}",
+            "hosts deny = *",
+            f"auth users = {', '.join(self._logins)}",
+            f"secrets file = {self.secrets}",
+            "strict modes = yes",
+            f"log file = {self.run_dir / 'rsyncd.log'}",
+            "",
+        ]
+        for app in self.apps():
+            lines += [
+                f"[{app}]",
+                f"path = {self.exports_dir / app}",
+                f"comment = {app} releases",
+                "",
+            ]
+        return "\n".join(lines)
+
+    def write_config(self) -> None:
+        """Write the secrets and config files (atomically, the secrets file 0600) when changed."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.secrets, "".join(f"{u}:{p}\n" for u, p in self._logins.items()))
+        text = self.config_text()
+        if not self.config.exists() or self.config.read_text() != text:
+            _write_private(self.config, text)
+            log.info("rsyncd.configured", apps=self.apps(), port=self.port)
+
+    async def start(self) -> None:
+        self.write_config()
+        self._process = await asyncio.create_subprocess_exec(
+            "rsync",
+            "--daemon",
+            "--no-detach",
+            f"--config={self.config}",
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        await self._wait_listening()
+        log.info("rsyncd.started", address=self.address, port=self.port, pid=self._process.pid)
+
+    async def _wait_listening(self, seconds: float = 10.0) -> None:
+        assert self._process is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            if self._process.returncode is not None:
+                raise RuntimeError(f"rsync daemon exited ({self._process.returncode}); see its log")
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(self.address, self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            await asyncio.sleep(0.05)
+        await self.stop()
+        raise RuntimeError(f"rsync daemon did not listen on {self.address}:{self.port}")
+
+    async def stop(self) -> None:
+        if self._process and self._process.returncode is None:
+            self._process.terminate()
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        self._process = None
+
+    async def __aenter__(self) -> RsyncDaemon:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _write_private(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)

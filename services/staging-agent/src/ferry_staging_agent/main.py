@@ -1,0 +1,60 @@
+"""ferry-staging-agent: consumes StagingRequested from the bus, stages, reports on REPORTS."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from ferry_events.backends import open_bus
+from ferry_events.bus import EVENTS, REPORTS, Bus
+from ferry_events.envelope import Message, Metadata
+from ferry_events.inbox import SqliteInbox, idempotent
+from ferry_events.logs import configure_logging
+from ferry_events.registry import Event
+
+from ferry_staging_agent.handlers import Report, stage_message
+from ferry_staging_agent.settings import Settings
+from ferry_staging_agent.stager import Stager
+
+QUEUE = "staging"
+
+
+def reporter(bus: Bus, message: Message) -> Report:
+    """Reports answer the command: same correlation, caused by the command's event."""
+    stored = message.stored_event()
+    event_id = str(stored.event_id)
+    metadata = Metadata(
+        correlation_id=stored.metadata.correlation_id or event_id, causation_id=event_id
+    )
+
+    async def report(event: Event) -> None:
+        await bus.publish(REPORTS, [Message.report(event, metadata)])
+
+    return report
+
+
+async def run(settings: Settings) -> None:
+    stager = Stager(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    inbox = SqliteInbox(settings.data_dir / "staging-agent-inbox.sqlite")
+    bus = await open_bus(settings.broker_url)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await bus.declare_queue(QUEUE, ["ticket.staging_requested"], EVENTS)
+
+        async def handle(message: Message) -> None:
+            await stage_message(message, stager, reporter(bus, message))
+
+        consumer = await bus.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
+        await stop.wait()
+        await consumer.stop()
+    finally:
+        await bus.close()
+        inbox.close()
+
+
+def cli() -> None:
+    configure_logging("staging-agent")
+    asyncio.run(run(Settings()))

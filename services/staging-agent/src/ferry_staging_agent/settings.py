@@ -1,0 +1,30 @@
+"""The staging agent's settings, read from FERRY_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FERRY_", env_file=".env", extra="ignore")
+
+    broker_url: str = "memory://"
+    data_dir: Path = Path("./.ferry")
+    # Where the publisher's bare release repos live: a local path or an ssh URL base.
+    release_repo_base: str = ""
+    allow_file_urls: bool = False
+    command_timeout: float = 900.0
+    keep_trees: int = 3
+
+    @model_validator(mode="after")
+    def _default_release_repo_base(self) -> Settings:
+        if not self.release_repo_base:
+            self.release_repo_base = str(self.data_dir / "publisher" / "repos")
+        return self
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
