@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 SECRET_KEYS = frozenset({"password", "secret", "token", "secret_key", "authorization"})
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Never let a secret reach a log line, whoever bound it."""
     for key in SECRET_KEYS & event.keys():
         event[key] = "***"

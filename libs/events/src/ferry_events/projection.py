@@ -1,0 +1,221 @@
+"""Projections: read models folded from the log in batches, each batch's documents committed
+together with the projection's checkpoint, so an event is never applied twice nor skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from ferry_events.envelope import StoredEvent
+from ferry_events.store import DocKey, EventStore, ReadModels, WrongExpectedVersion
+
+log = structlog.get_logger()
+
+Doc = dict[str, Any]
+
+
+class LogWithReadModels(EventStore, ReadModels, Protocol):
+    """A store that keeps the read models in its own database (both store backends do)."""
+
+
+class Projection(Protocol):
+    """A deterministic fold of the log into documents of its own collections.
+
+    apply() must depend only on the documents it reads and the event: that is what makes a
+    rebuild from position 0 equal the incrementally built state.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def collections(self) -> Sequence[str]: ...
+
+    async def apply(self, docs: DocumentBatch, event: StoredEvent) -> None: ...
+
+
+class KnownDocs:
+    """The documents as they are at the runner's checkpoint, kept between batches.
+
+    Valid because projections are deterministic and every commit checks the checkpoint: whoever
+    committed up to a position wrote the same documents. At checkpoint 0 nothing exists yet, so
+    a rebuild reads nothing at all (`complete`).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._docs: dict[DocKey, Doc | None] = {}
+        self.complete = False
+
+    def lookup(self, key: DocKey) -> tuple[bool, Doc | None]:
+        if key in self._docs:
+            return True, self._docs[key]
+        return self.complete, None
+
+    def remember(self, key: DocKey, doc: Doc | None) -> None:
+        self._docs[key] = doc
+
+    def forget(self, *, complete: bool = False) -> None:
+        self._docs.clear()
+        self.complete = complete
+
+    def committed(self, changes: dict[DocKey, Doc | None]) -> None:
+        for key, doc in changes.items():
+            # A JSON copy: what the database holds, and no alias the projection may still change.
+            self._docs[key] = None if doc is None else json.loads(json.dumps(doc))
+        if len(self._docs) > self._limit:
+            self.forget()
+
+
+class DocumentBatch:
+    """One batch's unit of work: reads (once per key) and pending writes of documents.
+
+    get() returns the batch's working copy: change it only to put() it back.
+    """
+
+    def __init__(self, models: ReadModels, known: KnownDocs) -> None:
+        self._models = models
+        self._known = known
+        self.changes: dict[DocKey, Doc | None] = {}
+
+    async def get(self, collection: str, key: str) -> Doc | None:
+        doc_key = (collection, key)
+        if doc_key in self.changes:
+            return self.changes[doc_key]
+        found, doc = self._known.lookup(doc_key)
+        if not found:
+            doc = await self._models.get(collection, key)
+            self._known.remember(doc_key, doc)
+        return doc
+
+    def put(self, collection: str, key: str, doc: Doc) -> None:
+        self.changes[(collection, key)] = doc
+
+    def delete(self, collection: str, key: str) -> None:
+        self.changes[(collection, key)] = None
+
+
+class ProjectionRunner:
+    """Applies the log to one projection: catch up, follow, or rebuild from position 0."""
+
+    def __init__(
+        self,
+        store: LogWithReadModels,
+        projection: Projection,
+        batch: int = 1000,
+        *,
+        cache_limit: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._projection = projection
+        self._batch = batch
+        self._known = KnownDocs(cache_limit)
+        self._checkpoint: int | None = None
+        self._turn = asyncio.Lock()  # callers may share a runner: one batch at a time
+        self._log = log.bind(projection=projection.name)
+
+    async def catch_up(self) -> int:
+        """Apply every event up to the log's current end; returns how many this runner applied."""
+        async with self._turn:
+            return await self._catch_up()
+
+    async def run(self) -> None:
+        """Catch up, then follow the log for ever."""
+        while True:
+            async with self._turn:
+                await self._catch_up()
+                after = self._checkpoint or 0
+            await self._follow(after)
+
+    async def rebuild(self) -> int:
+        """Drop the projection's documents and checkpoint, then apply the log from position 0."""
+        async with self._turn:
+            self._log.info("projection rebuild")
+            await self._store.reset(self._projection.name, self._projection.collections)
+            self._checkpoint = None
+            return await self._catch_up()
+
+    async def lag(self) -> int:
+        """Events in the log this projection has not applied yet (for /metrics)."""
+        position = await self._store.checkpoint(self._projection.name)
+        return max(0, await self._store.last_position() - position)
+
+    async def _catch_up(self) -> int:
+        end = await self._store.last_position()
+        checkpoint = await self._load_checkpoint()
+        applied = 0
+        reading = self._read_after(checkpoint)
+        try:
+            while checkpoint < end:
+                events = await reading
+                if not events:
+                    break
+                # Read the next batch while this one is applied and committed.
+                reading = self._read_after(events[-1].position)
+                if await self._apply(events):
+                    applied += len(events)
+                else:
+                    reading.cancel()
+                    reading = self._read_after(self._checkpoint or 0)
+                checkpoint = self._checkpoint or 0
+        finally:
+            reading.cancel()
+            await asyncio.wait({reading})  # unlike awaiting it, keeps our own cancellation
+            if not reading.cancelled():
+                reading.exception()  # retrieved: a read past the end is not needed
+        return applied
+
+    def _read_after(self, position: int) -> asyncio.Task[list[StoredEvent]]:
+        return asyncio.ensure_future(self._store.read_all(after=position, limit=self._batch))
+
+    async def _follow(self, after: int) -> None:
+        """Apply new batches as they come, until the checkpoint moves under the subscription
+        (another runner, or a catch-up or rebuild through this one)."""
+        subscription = self._store.subscribe(after=after, batch=self._batch)
+        try:
+            async for events in subscription:
+                if not events:
+                    continue
+                async with self._turn:
+                    if self._checkpoint != after or not await self._apply(events):
+                        return
+                after = events[-1].position
+        finally:
+            if isinstance(subscription, AsyncGenerator):
+                await subscription.aclose()
+
+    async def _load_checkpoint(self) -> int:
+        checkpoint = await self._store.checkpoint(self._projection.name)
+        if checkpoint != self._checkpoint:
+            self._known.forget(complete=checkpoint == 0)
+            self._checkpoint = checkpoint
+        return checkpoint
+
+    async def _apply(self, events: list[StoredEvent]) -> bool:
+        """Apply and commit one batch; False if another runner moved the checkpoint first."""
+        expected = self._checkpoint or 0
+        docs = DocumentBatch(self._store, self._known)
+        try:
+            for event in events:
+                await self._projection.apply(docs, event)
+            await self._store.commit(
+                self._projection.name, expected, events[-1].position, docs.changes
+            )
+        except WrongExpectedVersion:
+            self._log.info("projection checkpoint moved by another runner", expected=expected)
+            self._checkpoint = None
+            await self._load_checkpoint()
+            return False
+        except BaseException:
+            # The projection may have changed cached documents in place: trust none of them.
+            self._known.forget()
+            self._checkpoint = None
+            raise
+        self._checkpoint = events[-1].position
+        self._known.committed(docs.changes)
+        return True
