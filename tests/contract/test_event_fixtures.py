@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from ferry_events.envelope import NewEvent
 from ferry_events.registry import Event, UnknownEvent, parse_event, registered_types
 

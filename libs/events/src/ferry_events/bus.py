@@ -31,11 +31,11 @@ class BusError(Exception):
     """Base of the bus's errors."""
 
 
-class Unroutable(BusError):  # noqa: N818
+class Unroutable(BusError):
     """A mandatory message matched no queue: a misconfiguration, never silence."""
 
 
-class NotConfirmed(BusError):  # noqa: N818
+class NotConfirmed(BusError):
     """The broker did not confirm a publish."""
 
 

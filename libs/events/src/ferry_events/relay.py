@@ -53,7 +53,7 @@ class Relay:
         bus: Bus,
         name: str = "relay",
         *,
-        batch: int = 500,
+        batch: int = 1000,
         standby_seconds: float = 3.0,
         backoff: Backoff | None = None,
     ) -> None:

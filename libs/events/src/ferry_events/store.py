@@ -26,13 +26,13 @@ class StoreError(Exception):
     """Base of the store's errors."""
 
 
-class WrongExpectedVersion(StoreError):  # noqa: N818 - the name says what happened
+class WrongExpectedVersion(StoreError):
     def __init__(self, stream: str, expected: int, actual: int) -> None:
         super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
         self.stream, self.expected, self.actual = stream, expected, actual
 
 
-class DuplicateEvent(StoreError):  # noqa: N818
+class DuplicateEvent(StoreError):
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event {event_id} is already in the log")
         self.event_id = event_id
