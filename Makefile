@@ -12,7 +12,7 @@ run: install  ## the whole system in one process: embedded SQLite store, in-proc
 	$(UV) run ferry-api demo
 
 up: install  ## the distributed stack against the running PostgreSQL and RabbitMQ
-	$(UV) run python -m ferry_api.stack
+	$(UV) run python deploy/local/stack.py
 
 test: install  ## the whole suite (needs PostgreSQL and RabbitMQ running; .ci/run starts them)
 	$(UV) run pytest -q -ra

@@ -40,8 +40,16 @@ def canonical_event(
     metadata_json: str,
 ) -> str:
     return "\n".join(
-        [event_id, stream, str(version), type_, str(schema_version), recorded_at, data_json,
-         metadata_json]
+        [
+            event_id,
+            stream,
+            str(version),
+            type_,
+            str(schema_version),
+            recorded_at,
+            data_json,
+            metadata_json,
+        ]
     )
 
 

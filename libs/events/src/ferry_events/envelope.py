@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,6 +101,11 @@ class Message(BaseModel):
             message_id=str(uuid.uuid4()),
             routing_key=event.type_name,
             type=event.type_name,
-            body={"schema_version": event.schema_version, "data": event.model_dump(mode="json"),
-                  "metadata": meta},
+            body={
+                "schema_version": event.schema_version,
+                "data": event.model_dump(mode="json"),
+                "metadata": meta,
+            },
+            # The API's report-ingest lag (/metrics) is measured from here.
+            headers={"sent_at": datetime.now(UTC).isoformat()},
         )

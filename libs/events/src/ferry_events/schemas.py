@@ -281,6 +281,14 @@ class UserDisabled(Event):
     by: UserName
 
 
+@event_type("user.enabled")
+class UserEnabled(Event):
+    """A disabled account may log in again (its old sessions stay void)."""
+
+    username: UserName
+    by: UserName
+
+
 @event_type("token.created")
 class TokenCreated(Event):
     token_id: str

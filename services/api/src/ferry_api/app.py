@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ferry_api.errors import install_error_handlers
+from ferry_api.metrics import MetricsMiddleware
 from ferry_api.routes import routers
 from ferry_api.runtime import Runtime
 
@@ -24,6 +25,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     for router in routers():
         app.include_router(router)
     if (WEB / "index.html").exists():

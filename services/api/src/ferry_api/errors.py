@@ -1,9 +1,11 @@
 """Every error leaves the API as {"error": code, "message": text}; bad input is never a 500.
 
-    ApiError(status, code, message)   raised by routes and services
-      NotFound 404, Forbidden 403, Conflict 409, Invalid 400
-    RequestValidationError            -> 422 naming the field
-    WrongExpectedVersion              -> 409 (somebody else changed it first)
+ApiError(status, code, message)   raised by routes and services
+  NotFound 404, Forbidden 403, Conflict 409, Unauthorized 401, Invalid 422
+RequestValidationError            -> 422 naming the field
+WrongExpectedVersion              -> 409 (somebody else changed it first)
+tickets.TicketError               -> its own status: TicketConflict 409, TicketForbidden 403,
+                                     TicketInvalid 422
 """
 
 from __future__ import annotations
@@ -12,14 +14,23 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from ferry_events.store import WrongExpectedVersion
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ferry_events.store import WrongExpectedVersion
+from ferry_api.tickets import TicketError
 
 log = structlog.get_logger()
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 422: "invalid", 429: "too_many_requests"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    429: "too_many_requests",
+}
 
 
 class ApiError(Exception):
@@ -49,6 +60,12 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
+class Invalid(ApiError):
+    """Input that passed the schema but not a check that needs the settings or the store."""
+
+    status, code = 422, "invalid"
+
+
 def error_body(status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
@@ -61,6 +78,10 @@ def _field(loc: tuple[object, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_body(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(TicketError)
+    async def ticket_refused(_: Request, exc: TicketError) -> JSONResponse:
         return error_body(exc.status, exc.code, exc.message)
 
     @app.exception_handler(WrongExpectedVersion)

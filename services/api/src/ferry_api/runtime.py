@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
-
 from ferry_events.backends import open_bus, open_store
 from ferry_events.bus import Bus
 from ferry_events.envelope import Metadata, NewEvent, StoredEvent
 from ferry_events.registry import Event
+
+from ferry_api.app_config import declare_known_host_queues
+from ferry_api.heartbeats import declare_heartbeat_queue
+from ferry_api.metrics import Metrics
 from ferry_api.settings import Settings
 from ferry_api.views import Views
 
@@ -41,6 +44,7 @@ class Runtime:
     store: Store
     bus: Bus
     views: Views
+    metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.time)
 
     async def append(
@@ -60,7 +64,8 @@ class Runtime:
         metadata = Metadata(actor=actor, correlation_id=correlation_id, causation_id=causation_id)
         ids = list(event_ids) if event_ids else [uuid.uuid4() for _ in events]
         stored = await self.store.append(
-            stream, [NewEvent.of(e, metadata, i) for e, i in zip(events, ids, strict=True)],
+            stream,
+            [NewEvent.of(e, metadata, i) for e, i in zip(events, ids, strict=True)],
             expected_version,
         )
         if wait and stored:
@@ -70,8 +75,9 @@ class Runtime:
 
 def workers() -> list[Worker]:
     """The background work of an API process, in one explicit list."""
-    from ferry_api import process, reports
     from ferry_events.relay import Relay
+
+    from ferry_api import heartbeats, process, reports
 
     async def relay(rt: Runtime) -> None:
         await Relay(rt.store, rt.bus).run()
@@ -79,7 +85,13 @@ def workers() -> list[Worker]:
     async def views(rt: Runtime) -> None:
         await rt.views.run()
 
-    return [relay, views, process.run, reports.run]
+    return [relay, views, process.run, reports.run, heartbeats.run]
+
+
+async def declare_queues(runtime: Runtime) -> None:
+    """Queues that must exist before anyone publishes: agents' heartbeats, hosts' commands."""
+    await declare_heartbeat_queue(runtime)
+    await declare_known_host_queues(runtime)
 
 
 @contextlib.asynccontextmanager
@@ -93,6 +105,7 @@ async def running(settings: Settings, *, start_workers: bool = True) -> AsyncIte
     tasks: list[asyncio.Task[None]] = []
     try:
         if start_workers:
+            await declare_queues(runtime)
             tasks = [asyncio.create_task(_supervised(w, runtime)) for w in workers()]
         yield runtime
     finally:

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "ferry", "dev", "test"})
 
 
-class InsecureSettings(ValueError):  # noqa: N818
+class InsecureSettings(ValueError):
     """The settings would run the service with a guessable secret."""
 
 

@@ -7,10 +7,10 @@ of the same client sees its change.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import structlog
-
 from ferry_events.projection import ProjectionRunner
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ class Views:
         from ferry_api.projections import all_projections
 
         self.store = store
-        self.runners = [ProjectionRunner(store, p) for p in all_projections()]
+        self.projections = all_projections()
+        self.runners = [ProjectionRunner(store, p) for p in self.projections]
         self.position = 0
         self._moved = asyncio.Condition()
 
@@ -32,8 +33,10 @@ class Views:
         for runner in self.runners:
             await runner.catch_up()
         async with self._moved:
-            self.position = min([await self.store.checkpoint(r.projection.name)
-                                 for r in self.runners], default=await self.store.last_position())
+            self.position = min(
+                [await self.store.checkpoint(p.name) for p in self.projections],
+                default=await self.store.last_position(),
+            )
             self._moved.notify_all()
 
     async def run(self) -> None:
@@ -41,15 +44,17 @@ class Views:
         async for _ in self.store.subscribe(after=self.position, batch=1000):
             await self.catch_up()
 
-    async def caught_up(self, position: int, timeout: float = 10.0) -> None:
+    async def caught_up(self, position: int, within: float = 10.0) -> None:
         """Wait until every read model has applied `position` (best effort after timeout)."""
         try:
-            async with asyncio.timeout(timeout), self._moved:
+            async with asyncio.timeout(within), self._moved:
                 await self._moved.wait_for(lambda: self.position >= position)
         except TimeoutError:
             log.warning("read models lag behind", wanted=position, at=self.position)
 
-    async def rebuild(self) -> None:
-        for runner in self.runners:
-            await runner.rebuild()
+    async def rebuild(self, names: Collection[str] | None = None) -> None:
+        """Drop and rebuild from position 0 the named read models (default: all)."""
+        for projection, runner in zip(self.projections, self.runners, strict=True):
+            if names is None or projection.name in names:
+                await runner.rebuild()
         await self.catch_up()

@@ -49,27 +49,39 @@ def rsync_daemon(settings: Settings) -> RsyncDaemon:
     )
 
 
-async def run(settings: Settings) -> None:
+async def run(
+    settings: Settings, stop: asyncio.Event | None = None, bus: Bus | None = None
+) -> None:
+    """Serve until `stop` is set (by default: SIGTERM or SIGINT). The embedded mode hands in
+    its in-process bus; otherwise the publisher opens (and closes) its own."""
+    stop = stop or _stop_on_signals()
     settings.home.mkdir(parents=True, exist_ok=True)
     inbox = SqliteInbox(settings.home / "publisher-inbox.sqlite")
+    try:
+        async with rsync_daemon(settings) as daemon:
+            publisher = Publisher(settings, on_new_export=daemon.write_config)
+            connection = bus or await open_bus(settings.broker_url)
+            try:
+                await connection.declare_queue(QUEUE, ["release.tag_requested"], EVENTS)
+
+                async def handle(message: Message) -> None:
+                    await tag_message(message, publisher, reporter(connection, message))
+
+                consumer = await connection.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
+                await stop.wait()
+                await consumer.stop()
+            finally:
+                if bus is None:
+                    await connection.close()
+    finally:
+        inbox.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with rsync_daemon(settings) as daemon:
-        publisher = Publisher(settings, on_new_export=daemon.write_config)
-        bus = await open_bus(settings.broker_url)
-        try:
-            await bus.declare_queue(QUEUE, ["release.tag_requested"], EVENTS)
-
-            async def handle(message: Message) -> None:
-                await tag_message(message, publisher, reporter(bus, message))
-
-            consumer = await bus.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
-            await stop.wait()
-            await consumer.stop()
-        finally:
-            await bus.close()
-            inbox.close()
+    return stop
 
 
 def cli() -> None:

@@ -33,26 +33,36 @@ def reporter(bus: Bus, message: Message) -> Report:
     return report
 
 
-async def run(settings: Settings) -> None:
+async def run(
+    settings: Settings, stop: asyncio.Event | None = None, bus: Bus | None = None
+) -> None:
+    """Serve until `stop` is set (by default: SIGTERM or SIGINT). The embedded mode hands in
+    its in-process bus; otherwise the agent opens (and closes) its own."""
+    stop = stop or _stop_on_signals()
     stager = Stager(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     inbox = SqliteInbox(settings.data_dir / "staging-agent-inbox.sqlite")
-    bus = await open_bus(settings.broker_url)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    connection = bus or await open_bus(settings.broker_url)
     try:
-        await bus.declare_queue(QUEUE, ["ticket.staging_requested"], EVENTS)
+        await connection.declare_queue(QUEUE, ["ticket.staging_requested"], EVENTS)
 
         async def handle(message: Message) -> None:
-            await stage_message(message, stager, reporter(bus, message))
+            await stage_message(message, stager, reporter(connection, message))
 
-        consumer = await bus.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
+        consumer = await connection.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
         await stop.wait()
         await consumer.stop()
     finally:
-        await bus.close()
+        if bus is None:
+            await connection.close()
         inbox.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    return stop
 
 
 def cli() -> None:

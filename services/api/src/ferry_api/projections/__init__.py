@@ -6,4 +6,16 @@ from ferry_events.projection import Projection
 
 
 def all_projections() -> list[Projection]:
-    return []
+    from ferry_api.projections.apps import AppsProjection
+    from ferry_api.projections.hosts import HostsProjection
+    from ferry_api.projections.releases import ReleasesProjection
+    from ferry_api.projections.tickets import TicketsProjection
+    from ferry_api.projections.users import UsersProjection
+
+    return [
+        UsersProjection(),
+        AppsProjection(),
+        HostsProjection(),
+        TicketsProjection(),
+        ReleasesProjection(),
+    ]

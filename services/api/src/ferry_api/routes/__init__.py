@@ -6,6 +6,15 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    from ferry_api.routes import health
+    from ferry_api.routes import apps, auth, events, health, hosts, releases, tickets, users
 
-    return [health.router]
+    return [
+        health.router,
+        auth.router,
+        users.router,
+        apps.router,
+        hosts.router,
+        events.router,
+        tickets.router,
+        releases.router,
+    ]

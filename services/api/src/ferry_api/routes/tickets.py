@@ -1,0 +1,152 @@
+"""Tickets: file one, list them, read one with what the caller may do next, its timeline, and
+the actions (return, resubmit, pass-tests, approve, reject, publish, retry, cancel)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from ferry_events.schemas import TicketKind
+from ferry_events.validation import AppName, SourceRef, UserName
+from pydantic import BaseModel, ConfigDict, Field
+
+from ferry_api import ticket_service, tickets
+from ferry_api.auth import CurrentUser
+from ferry_api.deps import RuntimeDep
+from ferry_api.errors import NotFound
+from ferry_api.projections.tickets import TICKETS, stream_document, when
+from ferry_api.runtime import Runtime
+from ferry_api.ticket_streams import load_ticket
+from ferry_api.tickets import ACTIONS, Action, Actor
+
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+
+Reason = Annotated[str, Field(min_length=1, max_length=4000)]
+Text = Annotated[str, Field(max_length=4000)]
+
+
+class NewTicket(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: AppName
+    kind: TicketKind = "deploy"
+    reason: Reason
+    ref: SourceRef | None = Field(default=None, description="deploy: git ref, or svn path[@rev]")
+    version: int | None = Field(
+        default=None, ge=1, description="rollback: the release to return to"
+    )
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Text = ""
+    reason: Text = Field(default="", description="reject and resubmit: why; cancel: optional")
+    ref: SourceRef | None = Field(
+        default=None, description="resubmit: a new ref (default: the same)"
+    )
+
+
+@router.post("", status_code=201)
+async def submit_ticket(body: NewTicket, actor: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    """File a deploy (a ref to stage) or a rollback (a released version) ticket."""
+    ticket_id = await ticket_service.submit(
+        runtime,
+        actor,
+        app=body.app,
+        kind=body.kind,
+        reason=body.reason,
+        ref=body.ref,
+        version=body.version,
+    )
+    return await _detail(runtime, actor, ticket_id)
+
+
+@router.get("")
+async def list_tickets(
+    actor: CurrentUser,
+    runtime: RuntimeDep,
+    app: AppName | None = None,
+    state: tickets.TicketState | None = None,
+    author: UserName | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Tickets, newest first, filtered by app, state and (latest) author."""
+    where = {
+        name: value
+        for name, value in (("app", app), ("state", state), ("author", author))
+        if value is not None
+    }
+    docs = await runtime.store.find(
+        TICKETS, where, order_by="seq", descending=True, limit=limit, offset=offset
+    )
+    total = await runtime.store.count(TICKETS, where)
+    return {"tickets": docs, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{ticket_id}")
+async def get_ticket(ticket_id: str, actor: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    """The ticket now, its per-host progress, and the actions the caller may take."""
+    return await _detail(runtime, actor, ticket_id)
+
+
+@router.get("/{ticket_id}/events")
+async def ticket_timeline(
+    ticket_id: str, actor: CurrentUser, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Everything that happened to the ticket, in order: who did what, when, and why."""
+    loaded = await load_ticket(runtime.store, ticket_id)
+    return {
+        "ticket_id": ticket_id,
+        "events": [
+            {
+                "position": e.position,
+                "version": e.version,
+                "type": e.type,
+                "at": when(e.recorded_at),
+                "actor": e.metadata.actor,
+                "data": e.data,
+            }
+            for e in loaded.events
+        ],
+    }
+
+
+@router.post("/{ticket_id}/{action}")
+async def take_action(
+    ticket_id: str,
+    action: str,
+    actor: CurrentUser,
+    runtime: RuntimeDep,
+    body: Annotated[ActionBody | None, Body()] = None,
+) -> dict[str, Any]:
+    """One step of the workflow. 409: not in this state; 403: not for you (or four-eyes)."""
+    if action not in ACTIONS:
+        raise NotFound(f"no action {action!r}; actions are {', '.join(ACTIONS)}")
+    given = body or ActionBody()
+    await ticket_service.act(
+        runtime,
+        actor,
+        ticket_id,
+        _as_action(action),
+        ticket_service.ActionInput(comment=given.comment, reason=given.reason, ref=given.ref),
+    )
+    return await _detail(runtime, actor, ticket_id)
+
+
+def _as_action(name: str) -> Action:
+    return next(action for action in ACTIONS if action == name)
+
+
+async def _detail(runtime: Runtime, actor: Actor, ticket_id: str) -> dict[str, Any]:
+    """Read from the ticket's own stream: never behind the caller's last write."""
+    loaded = await load_ticket(runtime.store, ticket_id)
+    doc = stream_document(loaded.events)
+    app = await runtime.store.get("apps", loaded.ticket.app) or {}
+    return {
+        **doc,
+        "stream_version": loaded.version,
+        "staging_url": app.get("staging_url"),
+        "allowed_actions": tickets.allowed_actions(loaded.ticket, actor),
+    }
