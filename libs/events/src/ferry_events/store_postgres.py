@@ -99,8 +99,10 @@ class PostgresEventStore(PostgresReadModels):
                 yield events
                 after = events[-1].position
                 continue
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), poll_seconds)
+                async with asyncio.timeout(poll_seconds):
+                    await woken.wait()
 
     async def _listen(self) -> None:
         """Keep one LISTEN connection open; without it subscribers still poll."""

@@ -207,8 +207,10 @@ class SqliteEventStore(SqliteReadModels):
                 yield events
                 after = events[-1].position
                 continue
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), poll_seconds)
+                async with asyncio.timeout(poll_seconds):
+                    await woken.wait()
 
     async def verify(self) -> ChainReport:
         return await walk(all_batches(self.read_all))

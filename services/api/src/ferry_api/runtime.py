@@ -1,8 +1,8 @@
 """The one place that wires the API's adapters and background workers (cosmicpython's bootstrap).
 
 `running(settings)` opens the store and the bus, starts the workers (relay, read models, process
-manager, report ingest) as tasks, and closes everything on exit. Routes reach it through
-deps.RuntimeDep; nothing is created at import time.
+manager, report ingest, heartbeats, host-sync deadlines) as tasks, and closes everything on exit.
+Routes reach it through deps.RuntimeDep; nothing is created at import time.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def workers() -> list[Worker]:
     """The background work of an API process, in one explicit list."""
     from ferry_events.relay import Relay
 
-    from ferry_api import heartbeats, process, reports
+    from ferry_api import heartbeats, process, reports, sync_deadlines, webhooks
 
     async def relay(rt: Runtime) -> None:
         await Relay(rt.store, rt.bus).run()
@@ -85,7 +85,15 @@ def workers() -> list[Worker]:
     async def views(rt: Runtime) -> None:
         await rt.views.run()
 
-    return [relay, views, process.run, reports.run, heartbeats.run]
+    return [
+        relay,
+        views,
+        process.run,
+        reports.run,
+        heartbeats.run,
+        sync_deadlines.run,
+        webhooks.run,
+    ]
 
 
 async def declare_queues(runtime: Runtime) -> None:

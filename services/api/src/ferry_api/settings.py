@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     log_level: str = "INFO"
     heartbeat_timeout_seconds: float = 15.0
+    sync_timeout_seconds: float = 300.0  # a host silent this long after its sync request failed
 
     def store_url(self) -> str:
         return self.database_url or f"sqlite://{(self.data_dir / 'ferry.db').resolve()}"

@@ -6,7 +6,17 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    from ferry_api.routes import apps, auth, events, health, hosts, releases, tickets, users
+    from ferry_api.routes import (
+        apps,
+        auth,
+        events,
+        health,
+        hosts,
+        releases,
+        tickets,
+        users,
+        webhooks,
+    )
 
     return [
         health.router,
@@ -17,4 +27,5 @@ def routers() -> list[APIRouter]:
         events.router,
         tickets.router,
         releases.router,
+        webhooks.router,
     ]

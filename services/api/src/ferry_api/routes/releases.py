@@ -21,7 +21,7 @@ async def list_releases(
     actor: CurrentUser,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> dict[str, Any]:
     """Tagged releases: version, commit, tree, digest, ticket, author, approver, when, hosts."""
     await load_app(runtime.store, app)

@@ -21,8 +21,10 @@ from ferry_api.tickets import ACTIONS, Action, Actor
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
 
-Reason = Annotated[str, Field(min_length=1, max_length=4000)]
-Text = Annotated[str, Field(max_length=4000)]
+# Free text may span lines; other control characters (NUL above all) are refused at the edge.
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Reason = Annotated[str, Field(min_length=1, max_length=4000, pattern=PRINTABLE)]
+Text = Annotated[str, Field(max_length=4000, pattern=PRINTABLE)]
 
 
 class NewTicket(BaseModel):
@@ -33,7 +35,7 @@ class NewTicket(BaseModel):
     reason: Reason
     ref: SourceRef | None = Field(default=None, description="deploy: git ref, or svn path[@rev]")
     version: int | None = Field(
-        default=None, ge=1, description="rollback: the release to return to"
+        default=None, ge=1, le=2**31, description="rollback: the release to return to"
     )
 
 
@@ -70,7 +72,7 @@ async def list_tickets(
     state: tickets.TicketState | None = None,
     author: UserName | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> dict[str, Any]:
     """Tickets, newest first, filtered by app, state and (latest) author."""
     where = {

@@ -1,0 +1,104 @@
+"""Each app's outgoing webhooks, kept as documents outside every projection (as credentials
+are): their URLs carry the receivers' tokens, so they never enter the event log; the log only
+records, without the URL, that a webhook was added, replaced or removed (AppUpdated)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import structlog
+from ferry_events.schemas import AppUpdated
+
+from ferry_api.app_config import app_stream
+from ferry_api.webhook_formats import WebhookEvent, WebhookFormat
+
+if TYPE_CHECKING:
+    from ferry_api.runtime import Runtime
+
+log = structlog.get_logger()
+
+WEBHOOKS = "webhooks"  # collection, key = "<app>/<id>"
+# A checkpoint that never moves (expected 0, position 0): any writer may commit, no rebuild drops.
+CONFIG_CHECKPOINT = "webhook_config"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_webhook_url(url: str) -> str:
+    """https anywhere; plain http only to this machine (a local relay or a test receiver)."""
+    parts = urlsplit(url)
+    _ = parts.port  # raises ValueError for a port out of range, as redacted() would later
+    if any(c.isspace() or ord(c) < 32 for c in url) or not parts.hostname:
+        raise ValueError("must be an absolute https:// URL")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS):
+        return url
+    raise ValueError("must be https:// (http:// only for 127.0.0.1 or localhost)")
+
+
+def redacted(url: str) -> str:
+    """scheme://host[:port]/… : enough to recognise the receiver, not its token."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/…"
+
+
+def _key(app: str, webhook_id: str) -> str:
+    return f"{app}/{webhook_id}"
+
+
+async def _write(runtime: Runtime, app: str, webhook_id: str, doc: dict[str, Any] | None) -> None:
+    await runtime.store.commit(
+        CONFIG_CHECKPOINT, expected=0, position=0, changes={(WEBHOOKS, _key(app, webhook_id)): doc}
+    )
+
+
+async def webhooks_of(runtime: Runtime, app: str) -> list[dict[str, Any]]:
+    return await runtime.store.find(WEBHOOKS, where={"app": app}, order_by="id", limit=1000)
+
+
+async def webhook(runtime: Runtime, app: str, webhook_id: str) -> dict[str, Any] | None:
+    return await runtime.store.get(WEBHOOKS, _key(app, webhook_id))
+
+
+async def save_webhook(
+    runtime: Runtime,
+    app: str,
+    webhook_id: str,
+    *,
+    url: str,
+    fmt: WebhookFormat,
+    events: list[WebhookEvent],
+    by: str,
+) -> dict[str, Any]:
+    """Add or replace; it hears only events recorded after this (no replay of history)."""
+    replaced = await webhook(runtime, app, webhook_id) is not None
+    subscribed = sorted(set(events))
+    doc: dict[str, Any] = {
+        "id": webhook_id,
+        "app": app,
+        "url": url,
+        "format": fmt,
+        "events": subscribed,
+        "since": await runtime.store.last_position(),
+        "updated_by": by,
+        "updated_at": datetime.now(UTC).isoformat(),
+    }
+    await _write(runtime, app, webhook_id, doc)
+    action = "replaced" if replaced else "added"
+    await _audit(runtime, app, f"{webhook_id} {action} ({fmt}: {', '.join(subscribed)})", by)
+    return doc
+
+
+async def delete_webhook(runtime: Runtime, app: str, webhook_id: str, by: str) -> bool:
+    if await webhook(runtime, app, webhook_id) is None:
+        return False
+    await _write(runtime, app, webhook_id, None)
+    await _audit(runtime, app, f"{webhook_id} removed", by)
+    return True
+
+
+async def _audit(runtime: Runtime, app: str, change: str, by: str) -> None:
+    updated = AppUpdated(name=app, changes={"webhooks": change}, by=by)
+    await runtime.append(app_stream(app), [updated], None, actor=by)
+    log.info("webhook changed", app=app, change=change, by=by)

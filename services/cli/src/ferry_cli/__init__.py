@@ -1,0 +1,1 @@
+"""ferry: the command line of Ferry."""
