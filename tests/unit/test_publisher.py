@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from ferry_events import manifest
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS
+from ferry_events.bus_memory import MemoryBus
 from ferry_events.envelope import Message, StoredEvent
 from ferry_events.registry import Event, parse_event
 from ferry_events.schemas import (
@@ -28,6 +31,7 @@ from ferry_events.schemas import (
     StagingRequested,
 )
 from ferry_publisher.handlers import tag_release
+from ferry_publisher.main import run as run_publisher
 from ferry_publisher.releases import Publisher
 from ferry_publisher.settings import Settings
 from ferry_staging_agent import settings as staging_settings
@@ -350,3 +354,54 @@ async def test_the_publisher_process_tags_from_the_bus_and_serves_over_rsync(
     assert process.returncode == 0, stderr.decode()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass  # the daemon stopped with the publisher
+
+
+async def scrape(port: int) -> str:
+    """GET /metrics once the publisher serves it (it starts serving after binding its queue)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            assert time.monotonic() < deadline, "no /metrics endpoint"
+            await asyncio.sleep(0.05)
+
+
+async def test_the_publisher_counts_tag_commands_on_its_metrics_endpoint(
+    work: Path, settings: Settings
+) -> None:
+    cmd = tag_request(work, stage(work, settings, "t1"), "t1", 1)
+    stored = StoredEvent(
+        position=9,
+        stream="ticket-t1",
+        version=8,
+        event_id=uuid.uuid4(),
+        type=cmd.type_name,
+        schema_version=1,
+        data=cmd.model_dump(mode="json"),
+        metadata={},
+        recorded_at=datetime.now(UTC),
+        hash="0" * 64,
+    )
+    bus = MemoryBus()
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    await bus.declare_queue("test-reports", ["release.#"], REPORTS)
+    await bus.consume("test-reports", received.put)
+    port = free_port()
+    served = settings.model_copy(update={"metrics_port": port, "rsync_port": free_port()})
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(run_publisher(served, stop, bus))
+    try:
+        assert 'result="completed"' not in await scrape(port)
+        await bus.publish(EVENTS, [Message.of_stored(stored, "release.tag_requested")])
+        assert (await asyncio.wait_for(received.get(), 60)).type == "release.tagged"
+
+        text = await scrape(port)
+    finally:
+        stop.set()
+        await asyncio.wait_for(publisher, 15)
+    assert 'ferry_publisher_commands_total{app="shop",result="completed"} 1.0' in text
+    assert 'ferry_publisher_command_seconds_count{app="shop"} 1.0' in text
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the endpoint stops with the publisher

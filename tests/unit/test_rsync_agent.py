@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -692,3 +693,57 @@ async def test_agent_process_serves_over_rabbitmq_and_stays_light(
     lines = [json.loads(line) for line in (tmp_path / "agent.log").read_text().splitlines()]
     live = [line for line in lines if line["event"] == "release_live"]
     assert live and live[0]["host"] == HOST and live[0]["ticket_id"] == "t-1"
+
+
+async def scrape(port: int) -> str:
+    """GET /metrics once the agent serves it (it starts serving after binding its queue)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            assert time.monotonic() < deadline, "no /metrics endpoint"
+            await asyncio.sleep(0.05)
+
+
+async def test_agent_counts_syncs_version_and_bytes_on_its_metrics_endpoint(
+    tmp_path: Path, publisher: Publisher
+) -> None:
+    port = free_port()
+    config = agent_config(tmp_path, publisher).model_copy(update={"metrics_port": port})
+    bus = MemoryBus()
+    reports = await listen_to_reports(bus)
+    stop = asyncio.Event()
+    agent = asyncio.create_task(run(config, stop, bus))
+    digest = publisher.export("shop", 1, FIRST)
+    command = HostSyncRequested(ticket_id="t-1", app="shop", host=HOST, version=1, digest=digest)
+    try:
+        assert 'result="completed"' not in await scrape(port)
+        await publish_once_bound(bus, relayed(command))
+        done = (await next_report(reports, "host.sync_completed")).body["data"]
+
+        text = await scrape(port)
+    finally:
+        stop.set()
+        await asyncio.wait_for(agent, 15)
+    assert 'ferry_rsync_commands_total{app="shop",result="completed"} 1.0' in text
+    assert 'ferry_rsync_command_seconds_count{app="shop"} 1.0' in text
+    assert 'ferry_rsync_current_version{app="shop"} 1.0' in text
+    assert done["bytes_transferred"] > 200 * 4096
+    assert (
+        f'ferry_rsync_bytes_transferred_total{{app="shop"}} {float(done["bytes_transferred"])}'
+        in text
+    )
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the endpoint stops with the agent
+
+
+def test_metrics_port_comes_from_the_environment() -> None:
+    example = REPO / "deploy/systemd/agent.example.toml"
+
+    default = load_config(environ={"FERRY_AGENT_CONFIG": str(example)})
+    config = load_config(environ={"FERRY_AGENT_CONFIG": str(example), "FERRY_METRICS_PORT": "9464"})
+
+    assert default.metrics_port == 0  # off unless asked for
+    assert (config.metrics_port, config.metrics_address) == (9464, "127.0.0.1")

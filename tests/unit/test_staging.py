@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS
+from ferry_events.bus_memory import MemoryBus
 from ferry_events.envelope import Message, StoredEvent
 from ferry_events.registry import Event, parse_event
 from ferry_events.schemas import (
@@ -24,6 +28,7 @@ from ferry_events.schemas import (
     StagingStarted,
 )
 from ferry_staging_agent.handlers import stage_message, stage_ticket
+from ferry_staging_agent.main import run as run_agent
 from ferry_staging_agent.settings import Settings
 from ferry_staging_agent.stager import Stager
 
@@ -368,3 +373,49 @@ async def test_the_agent_process_stages_from_the_bus_and_stops_on_sigterm(
         await bus.close()
     assert agent.returncode == 0, stderr.decode()
     assert b'"event": "staging.completed"' in stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def scrape(port: int) -> str:
+    """GET /metrics once the agent serves it (it starts serving after binding its queue)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            assert time.monotonic() < deadline, "no /metrics endpoint"
+            await asyncio.sleep(0.05)
+
+
+async def test_the_agent_counts_staged_commands_on_its_metrics_endpoint(
+    source: Path, settings: Settings
+) -> None:
+    port = free_port()
+    bus = MemoryBus()
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    await bus.declare_queue("test-reports", ["staging.#"], REPORTS)
+    await bus.consume("test-reports", received.put)
+    stop = asyncio.Event()
+    agent = asyncio.create_task(
+        run_agent(settings.model_copy(update={"metrics_port": port}), stop, bus)
+    )
+    try:
+        assert 'result="completed"' not in await scrape(port)
+        await bus.publish(EVENTS, [stored_command(request(source, "main", "t-metrics"))])
+        while (await asyncio.wait_for(received.get(), 60)).type != "staging.completed":
+            pass
+
+        text = await scrape(port)
+    finally:
+        stop.set()
+        await asyncio.wait_for(agent, 15)
+    assert 'ferry_staging_commands_total{app="shop",result="completed"} 1.0' in text
+    assert 'ferry_staging_command_seconds_count{app="shop"} 1.0' in text
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the endpoint stops with the agent

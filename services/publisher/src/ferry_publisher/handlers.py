@@ -23,7 +23,15 @@ async def tag_release(cmd: ReleaseTagRequested, publisher: Publisher, report: Re
 
     Idempotent: the same N on the same commit re-reports (the export is reused); N on another
     commit is refused and changes nothing."""
-    log = structlog.get_logger().bind(ticket_id=cmd.ticket_id, app=cmd.app, version=cmd.version)
+    # Bound for the whole command, so the export's log lines (in a worker thread) carry them too.
+    with structlog.contextvars.bound_contextvars(
+        ticket_id=cmd.ticket_id, app=cmd.app, version=cmd.version
+    ):
+        await _tag(cmd, publisher, report)
+
+
+async def _tag(cmd: ReleaseTagRequested, publisher: Publisher, report: Report) -> None:
+    log = structlog.get_logger()
     async with publisher.lock(cmd.app):
         try:
             release = await asyncio.to_thread(publisher.publish, cmd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import AbstractContextManager, nullcontext
 
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS, Bus
@@ -14,6 +15,7 @@ from ferry_events.logs import configure_logging
 from ferry_events.registry import Event
 
 from ferry_publisher.handlers import Report, tag_message
+from ferry_publisher.metrics import PublisherMetrics
 from ferry_publisher.releases import Publisher
 from ferry_publisher.rsyncd import RsyncDaemon
 from ferry_publisher.settings import Settings
@@ -57,6 +59,7 @@ async def run(
     stop = stop or _stop_on_signals()
     settings.home.mkdir(parents=True, exist_ok=True)
     inbox = SqliteInbox(settings.home / "publisher-inbox.sqlite")
+    metrics = PublisherMetrics() if settings.metrics_port else None
     try:
         async with rsync_daemon(settings) as daemon:
             publisher = Publisher(settings, on_new_export=daemon.write_config)
@@ -65,16 +68,27 @@ async def run(
                 await connection.declare_queue(QUEUE, ["release.tag_requested"], EVENTS)
 
                 async def handle(message: Message) -> None:
-                    await tag_message(message, publisher, reporter(connection, message))
+                    report = reporter(connection, message)
+                    counted = metrics.counting(report) if metrics else report
+                    await tag_message(message, publisher, counted)
 
-                consumer = await connection.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
-                await stop.wait()
-                await consumer.stop()
+                with _served(metrics, settings):
+                    consumer = await connection.consume(
+                        QUEUE, idempotent(handle, inbox), prefetch=4
+                    )
+                    await stop.wait()
+                    await consumer.stop()
             finally:
                 if bus is None:
                     await connection.close()
     finally:
         inbox.close()
+
+
+def _served(metrics: PublisherMetrics | None, settings: Settings) -> AbstractContextManager[None]:
+    if metrics is None:
+        return nullcontext()
+    return metrics.served(settings.metrics_address, settings.metrics_port)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 CONFIG_ENV = "FERRY_AGENT_CONFIG"
 BROKER_ENV = "FERRY_BROKER_URL"  # overrides broker_url, so its credentials can live elsewhere
+METRICS_ENV = {"FERRY_METRICS_PORT": "metrics_port", "FERRY_METRICS_ADDRESS": "metrics_address"}
 
 
 def check_absolute(path: Path) -> Path:
@@ -69,6 +70,9 @@ class AgentConfig(BaseModel):
     bwlimit_kib: int | None = Field(default=None, gt=0)  # spare the production network
     state_dir: AbsolutePath = Path("/var/lib/ferry-rsync-agent")
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Prometheus /metrics on metrics_address:metrics_port; 0 leaves it off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_address: str = "127.0.0.1"
     apps: dict[AppName, AppConfig] = Field(default_factory=dict)
 
     def release_url(self, app: str, version: int) -> str:
@@ -79,7 +83,8 @@ class AgentConfig(BaseModel):
 def load_config(
     path: str | Path | None = None, environ: Mapping[str, str] = os.environ
 ) -> AgentConfig:
-    """Read the TOML file (FERRY_AGENT_CONFIG unless a path is given); FERRY_BROKER_URL wins."""
+    """Read the TOML file (FERRY_AGENT_CONFIG unless a path is given); FERRY_BROKER_URL and
+    FERRY_METRICS_PORT/ADDRESS win."""
     source = path or environ.get(CONFIG_ENV)
     if not source:
         raise SystemExit(f"set {CONFIG_ENV} to the agent's TOML configuration file")
@@ -87,4 +92,7 @@ def load_config(
         data = tomllib.load(f)
     if broker_url := environ.get(BROKER_ENV):
         data["broker_url"] = broker_url
+    for env, key in METRICS_ENV.items():
+        if env in environ:
+            data[key] = environ[env]
     return AgentConfig.model_validate(data)

@@ -53,7 +53,7 @@ async def sync_release(command: HostSyncRequested, config: AgentConfig, report: 
     log = structlog.get_logger()
     started = time.monotonic()
     with structlog.contextvars.bound_contextvars(
-        ticket_id=command.ticket_id, app=command.app, version=command.version
+        ticket_id=command.ticket_id, app=command.app, host=config.host, version=command.version
     ):
         try:
             app = _app_of(command, config)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 import structlog
 from ferry_events.backends import open_bus
@@ -19,6 +21,9 @@ from ferry_events.schemas import HostSyncRequested
 from ferry_rsync_agent.config import AgentConfig, load_config
 from ferry_rsync_agent.handlers import Report, sync_release
 from ferry_rsync_agent.heartbeat import AGENT, send_heartbeats
+
+if TYPE_CHECKING:
+    from ferry_rsync_agent.metrics import SyncMetrics
 
 
 def cli() -> None:
@@ -41,23 +46,40 @@ async def run(
         queue = f"host.{config.host}"
         await connection.declare_queue(queue, [f"{HostSyncRequested.type_name}.{config.host}"])
         # One command at a time: two syncs of one app must never interleave.
-        taker = idempotent(_taker(config, connection), inbox)
-        consumer = await connection.consume(queue, taker, prefetch=1)
-        beats = asyncio.create_task(
-            send_heartbeats(config, version(AGENT), _sender(connection, mandatory=False))
-        )
-        structlog.get_logger().info("agent_started", queue=queue, apps=sorted(config.apps))
-        await stop.wait()
-        await consumer.stop()
-        beats.cancel()
-        await asyncio.gather(beats, return_exceptions=True)
+        metrics = _metrics(config)
+        taker = idempotent(_taker(config, connection, metrics), inbox)
+        with _served(metrics, config):
+            consumer = await connection.consume(queue, taker, prefetch=1)
+            beats = asyncio.create_task(
+                send_heartbeats(config, version(AGENT), _sender(connection, mandatory=False))
+            )
+            structlog.get_logger().info("agent_started", queue=queue, apps=sorted(config.apps))
+            await stop.wait()
+            await consumer.stop()
+            beats.cancel()
+            await asyncio.gather(beats, return_exceptions=True)
     finally:
         if bus is None:
             await connection.close()
         inbox.close()
 
 
-def _taker(config: AgentConfig, bus: Bus) -> Handler:
+def _metrics(config: AgentConfig) -> SyncMetrics | None:
+    if not config.metrics_port:
+        return None
+    # Only here: the agent stays light unless metrics are asked for.
+    from ferry_rsync_agent.metrics import SyncMetrics
+
+    return SyncMetrics()
+
+
+def _served(metrics: SyncMetrics | None, config: AgentConfig) -> AbstractContextManager[None]:
+    if metrics is None:
+        return nullcontext()
+    return metrics.served(config.metrics_address, config.metrics_port)
+
+
+def _taker(config: AgentConfig, bus: Bus, metrics: SyncMetrics | None) -> Handler:
     async def take(message: Message) -> None:
         stored = message.stored_event()
         command = stored.payload()
@@ -66,7 +88,8 @@ def _taker(config: AgentConfig, bus: Bus) -> Handler:
         cause = Metadata(
             correlation_id=stored.metadata.correlation_id, causation_id=str(stored.event_id)
         )
-        await sync_release(command, config, _sender(bus, metadata=cause))
+        report = _sender(bus, metadata=cause)
+        await sync_release(command, config, metrics.counting(report) if metrics else report)
 
     return take
 

@@ -21,7 +21,15 @@ Report = Callable[[Event], Awaitable[None]]
 
 async def stage_ticket(cmd: StagingRequested, stager: Stager, report: Report) -> None:
     """Check the ticket's source out into the app's staging workspace and report the tree."""
-    log = structlog.get_logger().bind(ticket_id=cmd.ticket_id, app=cmd.app, attempt=cmd.attempt)
+    # Bound for the whole command, so the stager's and the workspace's log lines carry them too.
+    with structlog.contextvars.bound_contextvars(
+        ticket_id=cmd.ticket_id, app=cmd.app, attempt=cmd.attempt
+    ):
+        await _stage(cmd, stager, report)
+
+
+async def _stage(cmd: StagingRequested, stager: Stager, report: Report) -> None:
+    log = structlog.get_logger()
     async with stager.lock(cmd.app):
         staged = stager.workspace(cmd.app).holds(cmd.ticket_id, cmd.attempt)
         if staged:  # redelivered: the workspace holds it already; the report may have been lost

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import AbstractContextManager, nullcontext
 
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS, Bus
@@ -13,6 +14,7 @@ from ferry_events.logs import configure_logging
 from ferry_events.registry import Event
 
 from ferry_staging_agent.handlers import Report, stage_message
+from ferry_staging_agent.metrics import StagingMetrics
 from ferry_staging_agent.settings import Settings
 from ferry_staging_agent.stager import Stager
 
@@ -42,20 +44,29 @@ async def run(
     stager = Stager(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     inbox = SqliteInbox(settings.data_dir / "staging-agent-inbox.sqlite")
+    metrics = StagingMetrics() if settings.metrics_port else None
     connection = bus or await open_bus(settings.broker_url)
     try:
         await connection.declare_queue(QUEUE, ["ticket.staging_requested"], EVENTS)
 
         async def handle(message: Message) -> None:
-            await stage_message(message, stager, reporter(connection, message))
+            report = reporter(connection, message)
+            await stage_message(message, stager, metrics.counting(report) if metrics else report)
 
-        consumer = await connection.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
-        await stop.wait()
-        await consumer.stop()
+        with _served(metrics, settings):
+            consumer = await connection.consume(QUEUE, idempotent(handle, inbox), prefetch=4)
+            await stop.wait()
+            await consumer.stop()
     finally:
         if bus is None:
             await connection.close()
         inbox.close()
+
+
+def _served(metrics: StagingMetrics | None, settings: Settings) -> AbstractContextManager[None]:
+    if metrics is None:
+        return nullcontext()
+    return metrics.served(settings.metrics_address, settings.metrics_port)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     allow_file_urls: bool = False
     command_timeout: float = 900.0
     keep_trees: int = 3
+    # Prometheus /metrics on metrics_address:metrics_port; 0 leaves it off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_address: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _default_release_repo_base(self) -> Settings:
