@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark and print Ferry's figures beside their baselines.
 
-FERRY_BENCH_SCALE (default 1.0) shrinks or grows the work; FERRY_BENCH_ONLY=store,relay picks.
+FERRY_BENCH_SCALE (default 1.0) shrinks or grows the work;
+FERRY_BENCH_ONLY=store,relay,api,deploy picks.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import asyncio
 import os
 import platform
 
-from bench import relay, store
+from bench import api, deploy, relay, store
 from bench.report import Figure, print_table
 
-SUITES = {"store": store.run, "relay": relay.run}
+SUITES = {"store": store.run, "relay": relay.run, "api": api.run, "deploy": deploy.run}
 
 
 async def main() -> None:
