@@ -30,13 +30,14 @@ class Views:
         self._moved = asyncio.Condition()
 
     async def catch_up(self) -> None:
-        for runner in self.runners:
-            await runner.catch_up()
+        # Read models own disjoint collections, so they catch up side by side: a command's
+        # reply waits for the slowest one, not for the sum of them.
+        await asyncio.gather(*(runner.catch_up() for runner in self.runners))
+        checkpoints = await asyncio.gather(
+            *(self.store.checkpoint(p.name) for p in self.projections)
+        )
         async with self._moved:
-            self.position = min(
-                [await self.store.checkpoint(p.name) for p in self.projections],
-                default=await self.store.last_position(),
-            )
+            self.position = min(checkpoints, default=await self.store.last_position())
             self._moved.notify_all()
 
     async def run(self) -> None:
