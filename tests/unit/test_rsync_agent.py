@@ -241,6 +241,44 @@ async def test_a_change_rsyncs_quick_check_misses_is_caught_and_pulled(
     assert (shop(config).release(1) / "index.html").read_bytes() == b"<h1>1"
 
 
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | str]]:
+    """Every file's and symlink's inode, mode, mtime and content, as a host admin would compare."""
+    found: dict[str, tuple[int, int, int, bytes | str]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or path.is_file():
+            info = path.lstat()
+            content = os.readlink(path) if path.is_symlink() else path.read_bytes()
+            key = path.relative_to(root).as_posix()
+            found[key] = (info.st_ino, info.st_mode, info.st_mtime_ns, content)
+    return found
+
+
+@pytest.mark.parametrize("change", ["mode", "mtime", "mode and mtime", "symlink mtime"])
+async def test_a_release_changing_only_attributes_leaves_the_previous_release_untouched(
+    config: AgentConfig, publisher: Publisher, change: str
+) -> None:
+    await sync(config, 1, publisher.export("shop", 1, FIRST, links={"home.html": "index.html"}))
+    before = snapshot(shop(config).release(1))
+    publisher.export_changed("shop", 2, {})
+    two = publisher.exports / "shop/2"
+    if "mode" in change:
+        (two / "bin/run").chmod(0o755)
+    if change in ("mtime", "mode and mtime"):
+        os.utime(two / "dir3/file3.dat", (1_000_000_000, 1_000_000_000))
+    if change == "symlink mtime":
+        os.utime(two / "home.html", (1_000_000_000, 1_000_000_000), follow_symlinks=False)
+
+    report = await sync(config, 2, published_digest(two))
+
+    assert isinstance(report, HostSyncCompleted), report
+    assert snapshot(shop(config).release(1)) == before
+    assert tree_of(shop(config).release(2)) == tree_of(two)
+    assert os.access(shop(config).release(2) / "bin/run", os.X_OK) == ("mode" in change)
+    if "mtime" in change and change != "symlink mtime":
+        assert (shop(config).release(2) / "dir3/file3.dat").stat().st_mtime == 1_000_000_000
+    assert (shop(config).release(2) / "dir4/file4.dat").stat().st_ino == before["dir4/file4.dat"][0]
+
+
 async def test_digest_mismatch_is_refused_and_current_stays(
     config: AgentConfig, publisher: Publisher
 ) -> None:

@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import structlog
 from ferry_events.registry import Event
@@ -27,9 +28,11 @@ from ferry_rsync_agent.releases import (
     prepare,
     prune,
     read_manifest,
+    seed,
     switch_current,
+    unshare,
 )
-from ferry_rsync_agent.rsync import Pull, RsyncFailed, pull
+from ferry_rsync_agent.rsync import Pull, RsyncFailed, changed_in_place, pull
 from ferry_rsync_agent.tree import Inventory, UnsafeTree, inventory
 
 Report = Callable[[Event], Awaitable[None]]
@@ -126,19 +129,21 @@ async def _verify_installed(command: HostSyncRequested, layout: Layout) -> int |
 async def _pull_verified(
     command: HostSyncRequested, config: AgentConfig, layout: Layout
 ) -> Installed:
-    """rsync into `N.tmp` against the current release, verify, and install as `N`."""
+    """rsync into `N.tmp`, seeded with hard links to the current release, verify, and install
+    as `N`."""
     base = layout.current_version()
     if base is not None and not layout.release(base).is_dir():
         base = None
     request = Pull(
         source_url=config.release_url(command.app, command.version),
         destination=layout.incoming(command.version),
-        link_dest=layout.release(base) if base is not None else None,
         password_file=config.password_file,
         timeout_seconds=config.rsync_timeout_seconds,
         bwlimit_kib=config.bwlimit_kib,
     )
     try:
+        if base is not None:
+            await _seed(request, layout, command.version, base)
         found, received = await _receive(request, layout, command.version, base, command.digest)
         _check(found, command.digest)
         await asyncio.to_thread(install, layout, command.version, found.entries)
@@ -161,9 +166,31 @@ async def _receive(
     found = await asyncio.to_thread(_inventory_incoming, layout, version, base)
     if base is not None and found.entries and found.digest != expected:
         structlog.get_logger().warning("quick_check_missed_a_change", action="rsync --checksum")
-        received += await pull(replace(request, checksum=True))
+        by_content = replace(request, checksum=True)
+        await _unshare(request.destination, await changed_in_place(by_content))
+        received += await pull(by_content)
         found = await asyncio.to_thread(_inventory_incoming, layout, version, base)
     return found, received
+
+
+async def _seed(request: Pull, layout: Layout, version: int, base: int) -> None:
+    """Seed `N.tmp` with hard links to the base release while a dry run against the base itself
+    (what `N.tmp` is a copy of) finds what rsync would change in place; then unshare those."""
+    seeding = asyncio.ensure_future(asyncio.to_thread(seed, layout, version, base))
+    try:
+        kept = await changed_in_place(replace(request, destination=layout.release(base)))
+    finally:
+        await asyncio.wait([seeding])  # never let cp write behind a failure's cleanup
+    seeding.result()
+    await _unshare(request.destination, kept)
+
+
+async def _unshare(destination: Path, kept: list[str]) -> None:
+    """Give their own inode to the hard-linked files whose content stays but whose mode or
+    mtime rsync would set with chmod/utime on the spot: that would alter the base release."""
+    if kept:
+        structlog.get_logger().info("attributes_change", files=len(kept), action="unshare")
+        await asyncio.to_thread(unshare, destination, kept)
 
 
 def _inventory_incoming(layout: Layout, version: int, base: int | None) -> Inventory:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,36 @@ def read_manifest(layout: Layout, version: int) -> dict[str, Entry]:
     except FileNotFoundError:
         return {}
     return {entry.path: entry for entry in manifest.parse(text)}
+
+
+def seed(layout: Layout, version: int, base: int) -> None:
+    """Start `incoming(version)` as a copy of release `base` made of hard links (`cp -al`, at C
+    speed), for rsync to update: only what changed is then written, always to a new inode."""
+    incoming = layout.incoming(version)
+    _remove(incoming)
+    copied = subprocess.run(
+        ["cp", "-al", "--", str(layout.release(base)), str(incoming)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if copied.returncode != 0:
+        raise OSError(f"cp -al exited {copied.returncode}: {copied.stderr.decode()[:300]}")
+
+
+def unshare(root: Path, paths: Iterable[str]) -> None:
+    """Give these files under root inodes of their own (same bytes, mode and times), so that
+    changing their attributes there leaves the installed release they were linked from alone."""
+    for relative in paths:
+        path = root / relative
+        copy = path.with_name(path.name + ".unshared.tmp")
+        if path.is_symlink():
+            os.symlink(os.readlink(path), copy)
+        elif path.is_file():
+            shutil.copy2(path, copy)
+        else:
+            continue
+        os.replace(copy, path)
 
 
 def install(layout: Layout, version: int, entries: Iterable[Entry]) -> None:

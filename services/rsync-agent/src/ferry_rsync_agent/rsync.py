@@ -1,4 +1,5 @@
-"""Pull one release tree from the publisher's rsync daemon into a fresh directory."""
+"""Pull one release tree from the publisher's rsync daemon into a directory seeded with
+hard links to the current release, and list beforehand what rsync would change in place."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # rsync as a plain copier: no owners, devices or specials from the publisher, and no symlink
-# that points out of the tree (--safe-links); the tree is verified afterwards anyway.
+# that points out of the tree (--safe-links); the tree is verified afterwards anyway. Never
+# --inplace (nor --append): a changed file must be written to a new inode and renamed, as the
+# old one may be shared with an installed release.
 BASE_OPTIONS = (
     "--archive",
     "--no-owner",
@@ -22,6 +25,7 @@ BASE_OPTIONS = (
     "--no-human-readable",
 )
 _RECEIVED = re.compile(rb"^Total bytes received: ([\d,.]+)", re.MULTILINE)
+_ESCAPED = re.compile(rb"\\#([0-7]{3})")  # how rsync prints a byte it deems unprintable
 
 
 class RsyncFailed(Exception):
@@ -32,19 +36,16 @@ class RsyncFailed(Exception):
 class Pull:
     source_url: str  # rsync://user@host:port/<module>/<N>/
     destination: Path
-    link_dest: Path | None = None  # an installed release: unchanged files become hard links
     password_file: Path | None = None
     timeout_seconds: int = 300
     bwlimit_kib: int | None = None
     checksum: bool = False  # compare contents, not size and mtime (which rsync takes to the second)
 
-    def argv(self) -> list[str]:
-        options = [*BASE_OPTIONS, f"--timeout={self.timeout_seconds}"]
+    def argv(self, *extra: str) -> list[str]:
+        options = [*BASE_OPTIONS, *extra, f"--timeout={self.timeout_seconds}"]
         options.append(f"--contimeout={self.timeout_seconds}")
         if self.checksum:
             options.append("--checksum")
-        if self.link_dest:
-            options.append(f"--link-dest={self.link_dest}")
         if self.password_file:
             options.append(f"--password-file={self.password_file}")
         if self.bwlimit_kib:
@@ -54,8 +55,27 @@ class Pull:
 
 async def pull(request: Pull) -> int:
     """Run rsync; return the bytes it received over the wire (its --stats)."""
+    out = await _run(request.argv())
+    found = _RECEIVED.search(out)
+    return int(re.sub(rb"\D", b"", found.group(1))) if found else 0
+
+
+async def changed_in_place(request: Pull) -> list[str]:
+    """The files and symlinks a pull would keep but change the attributes of (mode, mtime) with
+    chmod/utime on their existing inode, by a dry run: relative paths."""
+    out = await _run(request.argv("--dry-run", "--out-format=%i %n"))
+    paths = []
+    for line in out.splitlines():
+        item, name = line[:11], line[12:]  # "%i" is 11 characters, some of them maybe spaces
+        # ".f..t......": a kept file whose attributes change; ">f" or "c" make a new inode.
+        if item[:1] == b"." and item[1:2] in (b"f", b"L") and item[2:].strip(b". ") and name:
+            paths.append(os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), name)))
+    return paths
+
+
+async def _run(argv: list[str]) -> bytes:
     process = await asyncio.create_subprocess_exec(
-        *request.argv(),
+        *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -71,5 +91,4 @@ async def pull(request: Pull) -> int:
         lines = err.decode(errors="replace").strip().splitlines() or ["(no error output)"]
         errors = [line for line in lines if line.startswith("rsync")] or lines
         raise RsyncFailed(f"rsync exited {process.returncode}: {errors[0][:300]}")
-    found = _RECEIVED.search(out)
-    return int(re.sub(rb"\D", b"", found.group(1))) if found else 0
+    return out

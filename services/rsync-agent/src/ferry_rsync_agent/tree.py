@@ -1,13 +1,15 @@
 """Read a release tree on disk back into its manifest, and refuse a tree that reaches outside.
 
-Incremental: a file that is the very inode of the base release's file (rsync --link-dest
-hard-linked it, so it was not transferred) takes the base's verified entry; every other file is
-hashed. The inode is the ground truth of "not transferred", whatever rsync chose to print.
+Incremental: a file that is the very inode of the base release's file (seeded as a hard link
+and left alone by rsync, which replaces a changed file by rename) takes the base's verified
+entry; every other file is hashed. The inode is the ground truth of "not transferred", whatever
+rsync chose to print.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -77,7 +79,9 @@ def _same_file(item: os.DirEntry[str], base_file: str, known: Entry) -> bool:
         return False
     info = item.stat(follow_symlinks=False)
     same_inode = (base_info.st_ino, base_info.st_dev) == (info.st_ino, info.st_dev)
-    return same_inode and base_info.st_size == known.size
+    # Size and mode as verified: a stale entry (its inode chmod-ed since) is never reused.
+    mode = manifest.EXECUTABLE if info.st_mode & stat.S_IXUSR else manifest.REGULAR
+    return same_inode and info.st_size == known.size and mode == known.mode
 
 
 def _check_link(real_root: str, link: Path, relative: str) -> None:
