@@ -5,6 +5,7 @@ together with the projection's checkpoint, so an event is never applied twice no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
@@ -199,10 +200,8 @@ class ProjectionRunner:
     async def _apply(self, events: list[StoredEvent]) -> bool:
         """Apply and commit one batch; False if another runner moved the checkpoint first."""
         expected = self._checkpoint or 0
-        docs = DocumentBatch(self._store, self._known)
+        docs = await self._fold(events)
         try:
-            for event in events:
-                await self._projection.apply(docs, event)
             await self._store.commit(
                 self._projection.name, expected, events[-1].position, docs.changes
             )
@@ -212,10 +211,94 @@ class ProjectionRunner:
             await self._load_checkpoint()
             return False
         except BaseException:
-            # The projection may have changed cached documents in place: trust none of them.
-            self._known.forget()
-            self._checkpoint = None
+            self._untrusted()
             raise
-        self._checkpoint = events[-1].position
-        self._known.committed(docs.changes)
+        self._committed(events[-1].position, docs)
         return True
+
+    async def _fold(self, events: Sequence[StoredEvent]) -> DocumentBatch:
+        """The batch's document changes, not committed yet."""
+        docs = DocumentBatch(self._store, self._known)
+        try:
+            for event in events:
+                await self._projection.apply(docs, event)
+        except BaseException:
+            self._untrusted()
+            raise
+        return docs
+
+    def _committed(self, position: int, docs: DocumentBatch) -> None:
+        self._checkpoint = position
+        self._known.committed(docs.changes)
+
+    def _untrusted(self) -> None:
+        # The projection may have changed cached documents in place: trust none of them, and
+        # load the checkpoint again.
+        self._known.forget()
+        self._checkpoint = None
+
+
+async def catch_up_together(
+    store: LogWithReadModels,
+    runners: Sequence[ProjectionRunner],
+    *,
+    batch: int = 1000,
+    given: tuple[int, list[StoredEvent]] | None = None,
+) -> int:
+    """Catch the runners up to the log's end from one read of the log per batch, and one commit
+    of the batch for all of them (one transaction). Returns the position they all reached.
+    `given`: events a subscription already read after a position, used instead of a read if
+    that is where the runners stand."""
+    async with contextlib.AsyncExitStack() as turns:
+        for runner in runners:  # always in this order: two callers never wait for each other
+            await turns.enter_async_context(runner._turn)
+        while True:
+            after = await _lowest_checkpoint(runners)
+            if given is not None and given[0] == after:
+                events = given[1]
+            else:
+                events = await store.read_all(after=after, limit=batch)
+            given = None
+            if not events:
+                return after
+            if await _apply_together(store, runners, events) and len(events) < batch:
+                return await _lowest_checkpoint(runners)
+
+
+async def _lowest_checkpoint(runners: Sequence[ProjectionRunner]) -> int:
+    # A checkpoint known from the runner's own last commit is not read again: were it moved by
+    # someone else meanwhile, the next commit finds out.
+    for runner in runners:
+        if runner._checkpoint is None:
+            await runner._load_checkpoint()
+    return min((runner._checkpoint or 0 for runner in runners), default=0)
+
+
+async def _apply_together(
+    store: LogWithReadModels, runners: Sequence[ProjectionRunner], events: list[StoredEvent]
+) -> bool:
+    """Fold the events into every runner behind them; False if a checkpoint moved first."""
+    behind = [(r, [e for e in events if e.position > (r._checkpoint or 0)]) for r in runners]
+    behind = [(runner, mine) for runner, mine in behind if mine]
+    try:
+        # Every fold ends before this goes on (return_exceptions): none still changes documents.
+        folds = await asyncio.gather(*(r._fold(e) for r, e in behind), return_exceptions=True)
+        docs = [fold for fold in folds if isinstance(fold, DocumentBatch)]
+        if len(docs) < len(folds):
+            raise next(fold for fold in folds if isinstance(fold, BaseException))
+        await store.commit_many(
+            [
+                (r._projection.name, r._checkpoint or 0, mine[-1].position, batch.changes)
+                for (r, mine), batch in zip(behind, docs, strict=True)
+            ]
+        )
+    except BaseException as error:
+        for runner, _ in behind:  # none of their folds was committed
+            runner._untrusted()
+        if not isinstance(error, WrongExpectedVersion):
+            raise
+        log.info("projection checkpoint moved by another runner", projection=error.stream)
+        return False
+    for (runner, mine), batch in zip(behind, docs, strict=True):
+        runner._committed(mine[-1].position, batch)
+    return True

@@ -19,6 +19,7 @@ _UPSERT_DOCUMENT = (
     "INSERT INTO documents (collection, key, doc) VALUES (?, ?, ?)"
     " ON CONFLICT (collection, key) DO UPDATE SET doc = excluded.doc"
 )
+Changes = Mapping[DocKey, dict[str, Any] | None]
 
 
 async def scalar(db: aiosqlite.Connection, sql: str, *params: object) -> Any:
@@ -54,24 +55,24 @@ class SqliteReadModels:
         rows = await self._read("SELECT position FROM checkpoints WHERE name = ?", name)
         return int(rows[0][0]) if rows else 0
 
-    async def commit(
-        self,
-        name: str,
-        expected: int,
-        position: int,
-        changes: Mapping[DocKey, dict[str, Any] | None],
-    ) -> None:
-        upserts = [(c, k, json.dumps(doc)) for (c, k), doc in changes.items() if doc is not None]
-        deletes = [(c, k) for (c, k), doc in changes.items() if doc is None]
+    async def commit(self, name: str, expected: int, position: int, changes: Changes) -> None:
+        await self.commit_many([(name, expected, position, changes)])
+
+    async def commit_many(self, commits: Sequence[tuple[str, int, int, Changes]]) -> None:
+        """commit() of several projections in one transaction: all of them, or none."""
+        changes = [change for *_, one in commits for change in one.items()]
+        upserts = [(c, k, json.dumps(doc)) for (c, k), doc in changes if doc is not None]
+        deletes = [(c, k) for (c, k), doc in changes if doc is None]
         async with self._transaction() as db:
-            actual = await scalar(db, "SELECT position FROM checkpoints WHERE name = ?", name)
-            if (actual or 0) != expected:
-                raise WrongExpectedVersion(name, expected, actual or 0)
-            await db.execute(
-                "INSERT INTO checkpoints (name, position) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (name, position),
-            )
+            for name, expected, position, _ in commits:
+                actual = await scalar(db, "SELECT position FROM checkpoints WHERE name = ?", name)
+                if (actual or 0) != expected:
+                    raise WrongExpectedVersion(name, expected, actual or 0)
+                await db.execute(
+                    "INSERT INTO checkpoints (name, position) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    (name, position),
+                )
             await db.executemany(_UPSERT_DOCUMENT, upserts)
             await db.executemany("DELETE FROM documents WHERE collection = ? AND key = ?", deletes)
 

@@ -105,6 +105,12 @@ class ReadModels(Protocol):
         """Write the changed documents (None deletes) and move the checkpoint from `expected`
         to `position`, in one transaction. Raises WrongExpectedVersion if the checkpoint moved."""
 
+    async def commit_many(
+        self, commits: Sequence[tuple[str, int, int, Mapping[DocKey, dict[str, Any] | None]]]
+    ) -> None:
+        """commit() of several projections (name, expected, position, changes) in one
+        transaction: all of them, or none."""
+
     async def get(self, collection: str, key: str) -> dict[str, Any] | None: ...
 
     async def find(

@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from ferry_api.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async although it awaits nothing: FastAPI runs a plain def dependency in a worker thread,
+    # a thread hop on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from ferry_events.registry import Event
@@ -22,6 +22,7 @@ from ferry_api.ticket_streams import (
     load_app,
     load_ticket,
     process_reached,
+    replayed,
     staging_holder,
     ticket_stream,
 )
@@ -43,6 +44,15 @@ class ActionInput:
 # --- submit ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """The new ticket as its stream stands after the submit (expected version 0: nothing else
+    is in it), and its app's configuration the submit was decided on."""
+
+    loaded: Loaded
+    app: dict[str, Any]
+
+
 async def submit(
     runtime: Runtime,
     actor: Actor,
@@ -52,8 +62,8 @@ async def submit(
     reason: str,
     ref: str | None,
     version: int | None,
-) -> str:
-    """File a new ticket; a deploy asks for staging in the same append. Returns its id."""
+) -> Submitted:
+    """File a new ticket; a deploy asks for staging in the same append."""
     config = await load_app(runtime.store, app)
     ticket_id = uuid.uuid4().hex
     events = tickets.submit(
@@ -68,11 +78,11 @@ async def submit(
     )
     if kind == "rollback" and await runtime.store.get("releases", f"{app}:{version}") is None:
         raise Conflict(f"app {app} has no release {version} to roll back to")
-    await runtime.append(
+    stored = await runtime.append(
         ticket_stream(ticket_id), events, 0, actor=actor.username, correlation_id=ticket_id
     )
     log.info("ticket submitted", ticket_id=ticket_id, app=app, kind=kind, by=actor.username)
-    return ticket_id
+    return Submitted(replayed(stored), config)
 
 
 # --- actions on a ticket ---------------------------------------------------------------------

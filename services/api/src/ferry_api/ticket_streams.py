@@ -44,6 +44,11 @@ async def load_ticket(store: Store, ticket_id: str) -> Loaded:
     events = await store.read_stream(ticket_stream(ticket_id))
     if not events:
         raise NotFound(f"no ticket {ticket_id}")
+    return replayed(events)
+
+
+def replayed(events: list[StoredEvent]) -> Loaded:
+    """A ticket from its whole stream, as read or as just appended."""
     ticket = tickets.replay(event.payload() for event in events)
     return Loaded(ticket, events[-1].version, events)
 

@@ -11,12 +11,15 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import structlog
-from ferry_events.projection import ProjectionRunner
+from ferry_events.envelope import StoredEvent
+from ferry_events.projection import ProjectionRunner, catch_up_together
 
 if TYPE_CHECKING:
     from ferry_api.runtime import Store
 
 log = structlog.get_logger()
+
+BATCH = 1000  # events per read of the log
 
 
 class Views:
@@ -29,21 +32,20 @@ class Views:
         self.position = 0
         self._moved = asyncio.Condition()
 
-    async def catch_up(self) -> None:
-        # Read models own disjoint collections, so they catch up side by side: a command's
-        # reply waits for the slowest one, not for the sum of them.
-        await asyncio.gather(*(runner.catch_up() for runner in self.runners))
-        checkpoints = await asyncio.gather(
-            *(self.store.checkpoint(p.name) for p in self.projections)
-        )
+    async def catch_up(self, given: tuple[int, list[StoredEvent]] | None = None) -> None:
+        # All read models from one read of the new events, committed in one transaction: a
+        # command's reply waits for one round of reads and writes, not one per read model.
+        position = await catch_up_together(self.store, self.runners, batch=BATCH, given=given)
         async with self._moved:
-            self.position = min(checkpoints, default=await self.store.last_position())
+            self.position = position if self.runners else await self.store.last_position()
             self._moved.notify_all()
 
     async def run(self) -> None:
         await self.catch_up()
-        async for _ in self.store.subscribe(after=self.position, batch=1000):
-            await self.catch_up()
+        after = self.position
+        async for events in self.store.subscribe(after=after, batch=BATCH):
+            await self.catch_up(given=(after, events))
+            after = events[-1].position if events else after
 
     async def caught_up(self, position: int, within: float = 10.0) -> None:
         """Wait until every read model has applied `position` (best effort after timeout)."""

@@ -16,7 +16,7 @@ from ferry_api.deps import RuntimeDep
 from ferry_api.errors import NotFound
 from ferry_api.projections.tickets import TICKETS, stream_document, when
 from ferry_api.runtime import Runtime
-from ferry_api.ticket_streams import load_ticket
+from ferry_api.ticket_streams import Loaded, load_ticket
 from ferry_api.tickets import ACTIONS, Action, Actor
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
@@ -52,7 +52,7 @@ class ActionBody(BaseModel):
 @router.post("", status_code=201)
 async def submit_ticket(body: NewTicket, actor: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
     """File a deploy (a ref to stage) or a rollback (a released version) ticket."""
-    ticket_id = await ticket_service.submit(
+    submitted = await ticket_service.submit(
         runtime,
         actor,
         app=body.app,
@@ -61,7 +61,8 @@ async def submit_ticket(body: NewTicket, actor: CurrentUser, runtime: RuntimeDep
         ref=body.ref,
         version=body.version,
     )
-    return await _detail(runtime, actor, ticket_id)
+    # What the submit appended is the whole stream: no need to read it back.
+    return _described(submitted.loaded, submitted.app, actor)
 
 
 @router.get("")
@@ -144,8 +145,12 @@ def _as_action(name: str) -> Action:
 async def _detail(runtime: Runtime, actor: Actor, ticket_id: str) -> dict[str, Any]:
     """Read from the ticket's own stream: never behind the caller's last write."""
     loaded = await load_ticket(runtime.store, ticket_id)
-    doc = stream_document(loaded.events)
     app = await runtime.store.get("apps", loaded.ticket.app) or {}
+    return _described(loaded, app, actor)
+
+
+def _described(loaded: Loaded, app: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    doc = stream_document(loaded.events)
     return {
         **doc,
         "stream_version": loaded.version,
