@@ -1,6 +1,7 @@
 """Outgoing webhooks against the real API and a real HTTP receiver on a local port: each format
 gets the notices it subscribed to as a ticket goes to published, a failing receiver is retried,
-a dead one holds nothing up, and the webhook's URL (its token) appears in no event and no log.
+a dead one holds nothing up and is given up, a delivery pending when the API stops is made by the
+next one, and the webhook's URL (its token) appears in no event and no log.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from api_client import over_tcp
+from api_client import over_tcp, serving_api
 from fastapi import FastAPI, Request, Response
+from ferry_api.settings import Settings
+from ferry_api.webhook_deliveries import DELIVERIES
 from stand_in_agents import Ferry, stand_ins
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -29,10 +32,12 @@ WAIT = 20.0
 
 @dataclass
 class Receiver:
-    """Records every POST by path; /flaky/... answers 500 to its first two."""
+    """Records every POST by path; /flaky/... answers 500 to its first two, and /<kind>/...
+    answers 500 while `kind` is in `down`."""
 
     base: str = ""
     posts: dict[str, list[tuple[float, Any]]] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -41,7 +46,8 @@ class Receiver:
         async def receive(kind: str, token: str, request: Request) -> Response:
             calls = self.posts.setdefault(kind, [])
             calls.append((time.monotonic(), await request.json()))
-            status = 500 if kind == "flaky" and len(calls) <= 2 else 200
+            failing = kind in self.down or (kind == "flaky" and len(calls) <= 2)
+            status = 500 if failing else 200
             return Response(status_code=status)
 
         return app
@@ -81,6 +87,19 @@ async def put_hook(ferry: Ferry, hook_id: str, body: dict[str, Any], user: str =
 async def add_hook(ferry: Ferry, hook_id: str, url: str, fmt: str, events: list[str]) -> None:
     response = await put_hook(ferry, hook_id, {"url": url, "format": fmt, "events": events})
     assert response.status_code == 200, response.text
+
+
+def logged(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> str:
+    """Everything logged but the receiver's own access log (its server is not Ferry)."""
+    ours = [r for r in caplog.records if not r.name.startswith("uvicorn")]
+    return "\n".join(r.getMessage() for r in ours) + "".join(capsys.readouterr())
+
+
+async def settled(ferry: Ferry) -> None:
+    """Until no delivery is pending any more (delivered, given up or dropped)."""
+    async with asyncio.timeout(30):
+        while await ferry.runtime.store.count(DELIVERIES):
+            await asyncio.sleep(0.1)
 
 
 async def test_each_format_gets_its_notices_and_the_url_leaks_nowhere(
@@ -124,14 +143,25 @@ async def test_each_format_gets_its_notices_and_the_url_leaks_nowhere(
         ("robot", "dingtalk", f"{receiver.base}/…"),
     ]
     events = await ferry.api.events()
-    changes = [e["data"]["changes"] for e in events if e["type"] == "app.updated"]
-    assert changes[0] == {"webhooks": "audit added (json: " + ", ".join(sorted(ALL_EVENTS)) + ")"}
+    changed = [e["data"] for e in events if e["type"] == "app.webhook_changed"]
+    assert changed[0] == {
+        "app": "shop",
+        "webhook_id": "audit",
+        "change": "added",
+        "format": "json",
+        "events": sorted(ALL_EVENTS),
+        "by": "admin",
+    }
+    assert [(c["webhook_id"], c["change"]) for c in changed] == [
+        ("audit", "added"),
+        ("chat", "added"),
+        ("robot", "added"),
+    ]
     assert TOKEN not in json.dumps(events)
-    # Everything logged but the receiver's own access log (its server is not Ferry).
-    ours = [r for r in caplog.records if not r.name.startswith("uvicorn")]
-    logged = "\n".join(r.getMessage() for r in ours) + "".join(capsys.readouterr())
-    assert "webhook delivered" in logged
-    assert TOKEN not in logged
+    await settled(ferry)
+    text = logged(caplog, capsys)
+    assert "webhook delivered" in text
+    assert TOKEN not in text
 
 
 async def test_a_rejection_is_announced(ferry: Ferry, receiver: Receiver) -> None:
@@ -168,14 +198,88 @@ def free_port() -> int:
 
 
 async def test_a_dead_receiver_holds_up_neither_the_release_nor_other_webhooks(
-    ferry: Ferry, receiver: Receiver
+    ferry: Ferry,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/hook/{TOKEN}"
-    await add_hook(ferry, "dead", dead, "json", ALL_EVENTS)
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    await add_hook(ferry, "dead", f"http://127.0.0.1:{port}/hook/{TOKEN}", "json", ALL_EVENTS)
     await add_hook(ferry, "alive", receiver.url("json"), "json", ["published"])
     ticket_id = await ferry.to_state("published", "shop")
     (notice,) = await receiver.bodies("json", 1)
     assert (notice["event"], notice["ticket_id"]) == ("published", ticket_id)
+    # After its five tries (15 s of pauses) each notice to the dead one is given up.
+    await settled(ferry)
+    given_up = [line for line in logged(caplog, capsys).splitlines() if "given up" in line]
+    assert len(given_up) == 3  # approval requested, approved, published
+    assert all("ConnectError" in line and f"127.0.0.1:{port}/…" in line for line in given_up)
+    assert not any(TOKEN in line for line in given_up)
+
+
+async def test_a_delivery_pending_when_the_api_stops_is_made_after_a_restart(
+    api_settings: Settings,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.down.add("json")
+    async with serving_api(api_settings) as first, stand_ins(first) as ferry:
+        await ferry.add_app("shop")
+        await add_hook(ferry, "audit", receiver.url("json"), "json", ["approval_requested"])
+        ticket_id = await ferry.to_state("awaiting_approval", "shop")
+        await receiver.bodies("json", 1)  # answered 500: the next try is due a second later
+    tried = len(receiver.posts["json"])
+    receiver.down.clear()
+
+    async with serving_api(api_settings) as second:
+        notices = await receiver.bodies("json", tried + 1)
+        assert {(n["event"], n["ticket_id"]) for n in notices} == {
+            ("approval_requested", ticket_id)
+        }
+        async with asyncio.timeout(WAIT):
+            while await second.runtime.store.count(DELIVERIES):
+                await asyncio.sleep(0.1)
+        admin = await second.login("admin")
+        response = await second.http.get("/api/v1/events", params={"limit": 1000}, headers=admin)
+        events = response.json()["events"]
+    await asyncio.sleep(1.5)  # no stray try of a delivery that was already made
+    assert len(receiver.posts["json"]) == tried + 1
+    changed = [e["data"] for e in events if e["type"] == "app.webhook_changed"]
+    assert [(c["webhook_id"], c["change"], c["format"]) for c in changed] == [
+        ("audit", "added", "json")
+    ]
+    assert TOKEN not in json.dumps(events)
+    text = logged(caplog, capsys)
+    assert "webhook deliveries resumed" in text and "webhook delivered" in text
+    assert TOKEN not in text
+
+
+async def test_a_delivery_to_a_removed_webhook_is_dropped(
+    ferry: Ferry,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.down.add("json")
+    await add_hook(ferry, "gone", receiver.url("json"), "json", ["approval_requested"])
+    await ferry.to_state("awaiting_approval", "shop")
+    await receiver.bodies("json", 1)
+    deleted = await ferry.http.delete(
+        "/api/v1/apps/shop/webhooks/gone", headers=ferry.auth("admin")
+    )
+    assert deleted.status_code == 204
+    await settled(ferry)  # at its next try the webhook is gone
+    assert len(receiver.posts["json"]) == 1
+    assert "delivery dropped" in logged(caplog, capsys)
+    changed = [e["data"] for e in await ferry.api.events() if e["type"] == "app.webhook_changed"]
+    assert [(c["change"], c["events"]) for c in changed] == [
+        ("added", ["approval_requested"]),
+        ("removed", ["approval_requested"]),
+    ]
 
 
 async def test_only_admins_configure_webhooks(ferry: Ferry, receiver: Receiver) -> None:

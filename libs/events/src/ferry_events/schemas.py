@@ -314,3 +314,19 @@ class AgentHeartbeat(Event):
     agent_version: str
     apps: dict[str, int | None]
     sent_at: str
+
+
+# --- apps: outgoing webhooks (their URLs stay out of the log) --------------------------------
+
+
+@event_type("app.webhook_changed")
+class WebhookChanged(Event):
+    """An admin added, replaced or removed an outgoing webhook of the app. Never its URL: that
+    carries the receiver's token and lives only in the webhook's document."""
+
+    app: AppName
+    webhook_id: str
+    change: Literal["added", "replaced", "removed"]
+    format: str  # json, slack or dingtalk: the new one, or the removed one's
+    events: list[str]  # the notices it asks for (the removed one's when removed)
+    by: UserName

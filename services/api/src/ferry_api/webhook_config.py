@@ -1,15 +1,16 @@
 """Each app's outgoing webhooks, kept as documents outside every projection (as credentials
 are): their URLs carry the receivers' tokens, so they never enter the event log; the log only
-records, without the URL, that a webhook was added, replaced or removed (AppUpdated)."""
+records, without the URL, that a webhook was added, replaced or removed (WebhookChanged; logs
+written before it have an AppUpdated with changes={"webhooks": "<id> added (…)"} instead)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
-from ferry_events.schemas import AppUpdated
+from ferry_events.schemas import WebhookChanged
 
 from ferry_api.app_config import app_stream
 from ferry_api.webhook_formats import WebhookEvent, WebhookFormat
@@ -85,20 +86,30 @@ async def save_webhook(
         "updated_at": datetime.now(UTC).isoformat(),
     }
     await _write(runtime, app, webhook_id, doc)
-    action = "replaced" if replaced else "added"
-    await _audit(runtime, app, f"{webhook_id} {action} ({fmt}: {', '.join(subscribed)})", by)
+    await _audit(runtime, doc, "replaced" if replaced else "added", by)
     return doc
 
 
 async def delete_webhook(runtime: Runtime, app: str, webhook_id: str, by: str) -> bool:
-    if await webhook(runtime, app, webhook_id) is None:
+    removed = await webhook(runtime, app, webhook_id)
+    if removed is None:
         return False
     await _write(runtime, app, webhook_id, None)
-    await _audit(runtime, app, f"{webhook_id} removed", by)
+    await _audit(runtime, removed, "removed", by)
     return True
 
 
-async def _audit(runtime: Runtime, app: str, change: str, by: str) -> None:
-    updated = AppUpdated(name=app, changes={"webhooks": change}, by=by)
-    await runtime.append(app_stream(app), [updated], None, actor=by)
-    log.info("webhook changed", app=app, change=change, by=by)
+async def _audit(
+    runtime: Runtime, doc: dict[str, Any], change: Literal["added", "replaced", "removed"], by: str
+) -> None:
+    """The event says which webhook changed and what it asks for, never its URL."""
+    changed = WebhookChanged(
+        app=doc["app"],
+        webhook_id=doc["id"],
+        change=change,
+        format=doc["format"],
+        events=doc["events"],
+        by=by,
+    )
+    await runtime.append(app_stream(doc["app"]), [changed], None, actor=by)
+    log.info("webhook changed", app=doc["app"], webhook=doc["id"], change=change, by=by)

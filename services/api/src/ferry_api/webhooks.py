@@ -2,14 +2,18 @@
 each of the app's webhooks that asked for it, in the background with retries, so a slow or
 failing receiver never holds up releases or the other webhooks.
 
-Deliveries live in memory: one still retrying when the API stops is lost (logged as scheduled,
-never as delivered); the checkpoint only promises that each event was scheduled once.
+Deliveries are at least once, across restarts: those a batch of events makes are recorded as
+documents (webhook_deliveries.py) in the same commit that moves the checkpoint, so either the
+checkpoint did not move or they are recorded. Whoever takes the "webhooks" lock (at start, or from
+a stopped API process) resumes the recorded ones when their next try is due; each document goes
+once delivered or given up. A receiver may so get a notice twice: when the process stopped
+between its 2xx and the document's removal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -19,7 +23,8 @@ from ferry_events.envelope import StoredEvent
 from ferry_api.errors import NotFound
 from ferry_api.ticket_streams import load_ticket
 from ferry_api.webhook_config import webhooks_of
-from ferry_api.webhook_formats import NOTICE_SOURCES, Notice, body_of, notice_of
+from ferry_api.webhook_deliveries import deliver, key_of, new_delivery, pending
+from ferry_api.webhook_formats import NOTICE_SOURCES, notice_of
 
 if TYPE_CHECKING:
     from ferry_api.runtime import Runtime
@@ -28,11 +33,7 @@ log = structlog.get_logger()
 
 CHECKPOINT = "webhooks"
 TIMEOUT_SECONDS = 5.0
-BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)  # pauses between the 5 tries
 STANDBY_SECONDS = 5.0
-
-# httpx logs every request with its full URL at INFO, and webhook URLs carry tokens.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def run(runtime: Runtime) -> None:
@@ -45,31 +46,44 @@ async def run(runtime: Runtime) -> None:
 
 
 async def _follow(runtime: Runtime) -> None:
-    pending: set[asyncio.Task[bool]] = set()
-    checkpoint = await runtime.store.checkpoint(CHECKPOINT)
+    tasks: set[asyncio.Task[None]] = set()
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-            async for batch in runtime.store.subscribe(after=checkpoint):
-                if not batch:
-                    continue
-                for event in batch:
-                    for delivery in await deliveries(runtime, event):
-                        task = asyncio.create_task(deliver(client, *delivery))
-                        pending.add(task)
-                        task.add_done_callback(pending.discard)
-                position = batch[-1].position
-                await runtime.store.commit(CHECKPOINT, checkpoint, position, {})
-                checkpoint = position
+
+            def start(doc: dict[str, Any]) -> None:
+                task = asyncio.create_task(deliver(runtime, client, doc))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            await _schedule(runtime, start)
     finally:
-        for task in pending:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def deliveries(
-    runtime: Runtime, event: StoredEvent
-) -> list[tuple[dict[str, Any], Notice, int]]:
-    """(webhook, notice, event position) for each webhook of the ticket's app that wants it."""
+async def _schedule(runtime: Runtime, start: Callable[[dict[str, Any]], None]) -> None:
+    """Resume the recorded deliveries, then record and start those of each new batch."""
+    checkpoint = await runtime.store.checkpoint(CHECKPOINT)
+    resumed = await pending(runtime)
+    if resumed:
+        log.info("webhook deliveries resumed", count=len(resumed))
+    for doc in resumed:
+        start(doc)
+    async for batch in runtime.store.subscribe(after=checkpoint):
+        if not batch:
+            continue
+        docs = [doc for event in batch for doc in await deliveries(runtime, event)]
+        position = batch[-1].position
+        changes = {key_of(doc): doc for doc in docs}
+        await runtime.store.commit(CHECKPOINT, checkpoint, position, changes)
+        checkpoint = position
+        for doc in docs:
+            start(doc)
+
+
+async def deliveries(runtime: Runtime, event: StoredEvent) -> list[dict[str, Any]]:
+    """A new delivery for each webhook of the ticket's app that wants the event's notice."""
     payload = event.payload()
     if not isinstance(payload, NOTICE_SOURCES):
         return []
@@ -83,46 +97,7 @@ async def deliveries(
     if notice is None:
         return []
     return [
-        (hook, notice, event.position)
+        new_delivery(notice.app, hook["id"], notice, event.position)
         for hook in await webhooks_of(runtime, notice.app)
         if notice.event in hook["events"] and event.position > hook["since"]
     ]
-
-
-async def deliver(
-    client: httpx.AsyncClient,
-    hook: dict[str, Any],
-    notice: Notice,
-    position: int,
-    backoff: tuple[float, ...] = BACKOFF_SECONDS,
-) -> bool:
-    """Post until the receiver answers 2xx or the tries run out; True if it was delivered."""
-    bound = log.bind(
-        ticket_id=notice.ticket_id,
-        app=notice.app,
-        webhook=hook["id"],
-        format=hook["format"],
-        notice=notice.event,
-        position=position,
-    )
-    body = body_of(notice, hook["format"])
-    for attempt, pause in enumerate((*backoff, None), start=1):
-        status = await _post(client, hook["url"], body)
-        if isinstance(status, int) and 200 <= status < 300:
-            bound.info("webhook delivered", status=status, attempt=attempt)
-            return True
-        if pause is None:
-            bound.error("webhook delivery given up", status=status, attempt=attempt)
-            return False
-        bound.warning("webhook delivery failed; retrying", status=status, attempt=attempt)
-        await asyncio.sleep(pause)
-    return False
-
-
-async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> int | str:
-    """The response status, or the error's class name (its text may quote the URL)."""
-    try:
-        response = await client.post(url, json=body, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        return type(exc).__name__
-    return response.status_code

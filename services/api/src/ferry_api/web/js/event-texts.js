@@ -38,6 +38,8 @@ const TEXTS = {
   "ticket.cancelled": (d) => ["cancelled the ticket", d.reason],
   "app.created": (d) => [html`created app ${d.name}`],
   "app.updated": (d) => [html`changed ${Object.keys(d.changes || {}).join(", ")} of ${d.name}`],
+  "app.webhook_changed": (d) => [html`${d.change} webhook ${code(d.webhook_id)} of ${d.app}${" "}
+    (${d.format}: ${list(d.events)})`],
   "app.version_allocated": (d) => [html`allocated ${release(d.version)} of ${d.app}`],
   "app.staging_taken": (d) => [html`staging workspace of ${d.app} now holds tree${" "}
     ${code(shortHash(d.tree))}`],
