@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
@@ -31,12 +32,14 @@ from ferry_events.schemas import (
     StagingRequested,
 )
 from ferry_publisher.handlers import tag_release
+from ferry_publisher.main import rsync_daemon
 from ferry_publisher.main import run as run_publisher
 from ferry_publisher.releases import Publisher
 from ferry_publisher.settings import Settings
 from ferry_staging_agent import settings as staging_settings
 from ferry_staging_agent.handlers import stage_ticket
 from ferry_staging_agent.stager import Stager
+from pydantic import SecretStr
 
 MARKER = Path(f"/tmp/ferry-pwned-{uuid.uuid4().hex}")
 REASON = f"#123 fix checkout; $(touch {MARKER}) `touch {MARKER}` 'quoted'\n\nsecond paragraph"
@@ -161,14 +164,24 @@ async def test_tags_exactly_the_staged_commit_and_exports_its_tree(
     assert (done.commit, done.tree) == (commit, run("git", "rev-parse", "HEAD^{tree}", cwd=work))
     assert done.files == len(from_disk) == 8
     assert done.bytes == sum(e.size for e in from_disk)
-    assert sorted(p.name for p in export.parent.iterdir()) == ["1"]  # no 1.tmp left
+    assert sorted(p.name for p in export.parent.iterdir()) == ["1", "1.manifest"]  # no 1.tmp
+    assert (export.parent / "1.manifest").read_text() == manifest.render(from_disk)
 
 
+@pytest.mark.parametrize("state", ["prepared", "from-an-older-publisher", "manifest-damaged"])
 async def test_the_next_release_is_incremental_and_leaves_the_old_one_untouched(
-    work: Path, settings: Settings
+    work: Path, settings: Settings, state: str
 ) -> None:
     publisher = Publisher(settings)
     await tag_release(tag_request(work, stage(work, settings, "t1"), "t1", 1), publisher, Reports())
+    await publisher.idle()
+    kept = settings.exports_dir / ".ferry"  # the copy made ahead and the saved manifest
+    if state == "from-an-older-publisher":
+        shutil.rmtree(kept)
+    elif state == "manifest-damaged":  # a line lost: git is asked instead
+        saved = kept / "shop" / "manifests" / "1"
+        lines = saved.read_text().splitlines(keepends=True)
+        saved.write_text("".join(line for line in lines if not line.endswith("\tkeep.txt\n")))
     first = settings.exports_dir / "shop" / "1"
     before = {e.path: e for e in disk_entries(first)}
     stat_before = {p: os.lstat(first / p) for p in before}
@@ -221,7 +234,7 @@ async def test_asking_again_reports_again_and_completes_a_crashed_export(
     await tag_release(cmd, publisher, after_crash)
     assert after_crash == first
     assert export_files(export) == git_files(work, cmd.commit)
-    assert sorted(p.name for p in export.parent.iterdir()) == ["1"]
+    assert sorted(p.name for p in export.parent.iterdir()) == ["1", "1.manifest"]
 
 
 async def test_a_version_tagged_on_another_commit_is_refused_and_nothing_changes(
@@ -293,6 +306,100 @@ async def test_publishes_what_the_staging_agent_staged(tmp_path: Path, work: Pat
         == manifest.digest(disk_entries(site))
         == manifest.digest(disk_entries(export))
     )
+
+
+def publish_changes(work: Path, settings: Settings, publisher: Publisher, version: int) -> str:
+    (work / "change.txt").write_text(f"release {version}\n")
+    return stage(work, settings, f"t{version}")
+
+
+async def test_old_exports_are_pruned_and_a_pruned_one_is_exported_again_on_request(
+    work: Path, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"publisher_keep_exports": 2})
+    publisher = Publisher(settings)
+    first = Reports()
+    commits = {}
+    for version in (1, 2, 3, 4):
+        commits[version] = publish_changes(work, settings, publisher, version)
+        reports = first if version == 1 else Reports()
+        await tag_release(
+            tag_request(work, commits[version], f"t{version}", version), publisher, reports
+        )
+        await publisher.idle()
+    exports = settings.exports_dir / "shop"
+    assert sorted(p.name for p in exports.iterdir()) == ["3", "3.manifest", "4", "4.manifest"]
+    repo = settings.repos_dir / "shop.git"
+    assert run("git", "tag", "--list", cwd=repo).split() == ["1", "2", "3", "4"]  # tags stay
+
+    # Asked again for release 1 (a retried publish): exported anew from tag 1, and kept.
+    again = Reports()
+    await tag_release(tag_request(work, commits[1], "t1", 1), publisher, again)
+    await publisher.idle()
+    assert again == first
+    assert export_files(exports / "1") == git_files(work, commits[1])
+    assert manifest.digest(disk_entries(exports / "1")) == first.tagged().digest
+    assert sorted(p.name for p in exports.iterdir()) == [
+        "1",
+        "1.manifest",
+        "3",
+        "3.manifest",
+        "4",
+        "4.manifest",
+    ]
+
+
+async def test_a_host_pulling_a_pruned_release_gets_it_rebuilt_from_its_tag(
+    work: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """A rollback reaches the hosts without the publisher: the rsync daemon rebuilds on demand."""
+    settings = settings.model_copy(
+        update={
+            "publisher_keep_exports": 1,
+            "rsync_port": free_port(),
+            "rsync_password": SecretStr("pw-1"),
+        }
+    )
+    publisher = Publisher(settings)
+    commit = publish_changes(work, settings, publisher, 1)
+    first = Reports()
+    await tag_release(tag_request(work, commit, "t1", 1), publisher, first)
+    await publisher.idle()
+    await tag_release(
+        tag_request(work, publish_changes(work, settings, publisher, 2), "t2", 2),
+        publisher,
+        Reports(),
+    )
+    await publisher.idle()
+    assert not (settings.exports_dir / "shop" / "1").exists()
+
+    async with rsync_daemon(settings) as daemon:
+        daemon.write_config()
+        source = f"rsync://ferry@127.0.0.1:{daemon.port}/shop/"
+        pulls = [
+            subprocess.Popen(
+                ["rsync", "-a", source + what, tmp_path / h],
+                env=dict(os.environ, RSYNC_PASSWORD="pw-1"),
+                stderr=subprocess.PIPE,
+            )
+            # At once: built once, both served. An agent asks for the manifest first.
+            for h, what in (("host-a", "1/"), ("host-b", "1/"), ("host-c.manifest", "1.manifest"))
+        ]
+        for pull in pulls:
+            _, stderr = pull.communicate(timeout=120)
+            assert pull.returncode == 0, stderr.decode()
+        missing = subprocess.run(
+            ["rsync", "-a", f"rsync://ferry@127.0.0.1:{daemon.port}/shop/7/", tmp_path / "c"],
+            env=dict(os.environ, RSYNC_PASSWORD="pw-1"),
+            capture_output=True,
+            check=False,
+        )
+    for host in ("host-a", "host-b"):
+        assert manifest.digest(disk_entries(tmp_path / host)) == first.tagged().digest
+    served = (tmp_path / "host-c.manifest").read_bytes()
+    assert hashlib.sha256(served).hexdigest() == first.tagged().digest
+    assert missing.returncode != 0
+    assert b"shop has no release 7" in missing.stderr
 
 
 def free_port() -> int:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ferry_events.manifest import EXECUTABLE, REGULAR, SYMLINK, Entry
+from ferry_events import git_blobs
+from ferry_events.manifest import Entry
 
 _GIT_LOCATION_VARS = frozenset(
     "GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_COMMON_DIR"
     " GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_NAMESPACE GIT_PREFIX".split()
 )
+# Modes in a raw diff that are no file of the tree: absent, or a submodule's commit.
+_NOT_A_FILE = (b"000000", b"160000")
 TAGGER = {
     "GIT_COMMITTER_NAME": "Ferry publisher",
     "GIT_COMMITTER_EMAIL": "ferry-publisher@localhost",
@@ -94,36 +97,37 @@ class ReleaseRepo:
 
     def list_tree(self, commit: str) -> list[Entry]:
         """Every file and symlink with mode, blob id and size: the manifest (submodules skipped)."""
-        out = self.run("ls-tree", "-r", "-l", "-z", "--full-tree", "--end-of-options", commit)
-        entries = []
-        for record in filter(None, out.split(b"\0")):
-            meta, _, path = record.partition(b"\t")
-            mode, kind, oid, size = meta.split()
-            if kind == b"blob":
-                entries.append(Entry(os.fsdecode(path), _canonical(mode), oid.decode(), int(size)))
-        return entries
+        return git_blobs.list_tree(self, commit)
 
-    def changed_paths(self, old: str, new: str) -> tuple[list[str], list[str]]:
-        """(deleted, written): the paths to remove and to (re)write to turn old into new."""
+    def changes(self, old: str, new: str) -> tuple[list[str], list[Entry]]:
+        """(deleted, written): the paths to remove and the entries to (re)write to turn old's
+        tree into new's, with one `diff-tree` and one `cat-file` for the written blobs' sizes."""
         out = self.run(
-            "diff-tree",
-            "-r",
-            "-z",
-            "--no-renames",
-            "--name-status",
-            "--end-of-options",
-            f"{old}^{{tree}}",
+            "diff-tree", "-r", "-z", "--no-renames", "--end-of-options", f"{old}^{{tree}}",
             f"{new}^{{tree}}",
-        )
+        )  # fmt: skip
         fields = out.split(b"\0")
         deleted: list[str] = []
-        written: list[str] = []
-        for status, path in zip(fields[0::2], fields[1::2], strict=False):
-            (deleted if status == b"D" else written).append(os.fsdecode(path))
-        return deleted, written
+        written: list[tuple[str, bytes, str]] = []
+        for meta, raw_path in zip(fields[0::2], fields[1::2], strict=False):
+            old_mode, new_mode, _, oid, _ = meta[1:].split(b" ")  # ":old new oldid newid S"
+            path = os.fsdecode(raw_path)
+            if new_mode not in _NOT_A_FILE:
+                written.append((path, new_mode, oid.decode()))  # replaced by rename if there
+            elif old_mode not in _NOT_A_FILE:
+                deleted.append(path)
+        sizes = self._sizes(oid for _, _, oid in written)
+        return deleted, [Entry(p, git_blobs.canonical_mode(m), o, sizes[o]) for p, m, o in written]
 
-
-def _canonical(mode: bytes) -> str:
-    if mode.decode() == SYMLINK:
-        return SYMLINK
-    return EXECUTABLE if int(mode, 8) & 0o100 else REGULAR
+    def _sizes(self, oids: Iterable[str]) -> dict[str, int]:
+        """Blob sizes by id, from one `git cat-file --batch-check`."""
+        wanted = "".join(f"{oid}\n" for oid in oids).encode()
+        if not wanted:
+            return {}
+        sizes = {}
+        for line in self.run("cat-file", "--batch-check", stdin=wanted).decode().splitlines():
+            found = line.split(" ")
+            if len(found) != 3 or found[1] != "blob":
+                raise GitError(f"git has no blob {found[0]}")
+            sizes[found[0]] = int(found[2])
+        return sizes

@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 from ferry_events.envelope import Message
+from ferry_events.git_blobs import TreeError
 from ferry_events.registry import Event
 from ferry_events.schemas import ReleaseTagFailed, ReleaseTagged, ReleaseTagRequested
 from pydantic import ValidationError
@@ -35,7 +36,7 @@ async def _tag(cmd: ReleaseTagRequested, publisher: Publisher, report: Report) -
     async with publisher.lock(cmd.app):
         try:
             release = await asyncio.to_thread(publisher.publish, cmd)
-        except (ReleaseRefused, GitError) as e:
+        except (ReleaseRefused, GitError, TreeError) as e:
             log.error("release.refused", reason=str(e), commit=cmd.commit)
             await report(
                 ReleaseTagFailed(
@@ -56,6 +57,7 @@ async def _tag(cmd: ReleaseTagRequested, publisher: Publisher, report: Report) -
             bytes=release.bytes,
         )
     )
+    publisher.tidy_later(cmd.app, release.version)  # while the hosts pull
 
 
 async def tag_message(message: Message, publisher: Publisher, report: Report) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from contextlib import AbstractContextManager, nullcontext
 
 from ferry_events.backends import open_bus
@@ -48,6 +49,7 @@ def rsync_daemon(settings: Settings) -> RsyncDaemon:
         password=logins.pop(settings.rsync_user),
         hosts_allow=settings.rsync_hosts_allow,
         more_users=logins,
+        rebuild=[sys.executable, "-m", "ferry_publisher.reexport", str(settings.repos_dir)],
     )
 
 
@@ -78,6 +80,7 @@ async def run(
                     )
                     await stop.wait()
                     await consumer.stop()
+                    await publisher.idle()
             finally:
                 if bus is None:
                     await connection.close()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferry_events import manifest
+import structlog
 from ferry_events.schemas import ReleaseTagRequested
 from ferry_events.validation import APP_NAME
 
@@ -41,6 +41,7 @@ class Publisher:
         self.settings = settings
         self.on_new_export = on_new_export  # e.g. the rsync daemon's config for a new app
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tidying: set[asyncio.Task[None]] = set()
 
     def lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -49,7 +50,8 @@ class Publisher:
         return ReleaseRepo(self.settings.repos_dir / f"{app}.git", self.settings.command_timeout)
 
     def exports(self, app: str) -> Exports:
-        return Exports(self.settings.exports_dir / app, self.repo(app))
+        keep = self.settings.publisher_keep_exports
+        return Exports(self.settings.exports_dir / app, self.repo(app), keep)
 
     def publish(self, cmd: ReleaseTagRequested) -> Release:
         """Blocking: run it in a thread. Raises ReleaseRefused or GitError with the reason."""
@@ -57,28 +59,38 @@ class Publisher:
         repo = self.repo(cmd.app)
         if not repo.exists():
             raise ReleaseRefused(f"no release repo for app {cmd.app}")
-        tagged = repo.tag_commit(cmd.version)
-        if tagged is None:
-            _check_staged(repo, cmd)
-            repo.create_tag(cmd.version, cmd.commit, tag_message(cmd))
-        elif tagged != cmd.commit:
-            raise ReleaseRefused(
-                f"tag {cmd.version} already names commit {tagged}, not {cmd.commit}:"
-                " refusing to move a release"
-            )
-        entries = repo.list_tree(cmd.commit)
-        export = self.exports(cmd.app).build(cmd.version, cmd.commit, entries)
+        tree = _tag(repo, cmd)
+        export, manifest = self.exports(cmd.app).build(cmd.version, cmd.commit)
         if self.on_new_export:
             self.on_new_export()
         return Release(
             version=cmd.version,
             commit=cmd.commit,
-            tree=repo.tree_of(cmd.commit),
-            digest=manifest.digest(entries),
-            files=len(entries),
-            bytes=sum(e.size for e in entries),
+            tree=tree,
+            digest=manifest.digest,
+            files=manifest.files,
+            bytes=manifest.bytes,
             export=export,
         )
+
+    def tidy_later(self, app: str, version: int) -> None:
+        """Prune old exports and prepare the next release's copy, after the report is out: the
+        hosts start pulling meanwhile. The app's lock holds the next release back until done."""
+        task = asyncio.create_task(self._tidy(app, version))
+        self._tidying.add(task)
+        task.add_done_callback(self._tidying.discard)
+
+    async def _tidy(self, app: str, version: int) -> None:
+        async with self.lock(app):
+            try:
+                await asyncio.to_thread(self.exports(app).tidy, version)
+            except OSError as e:  # the releases are fine; only disk or the next one's speed suffer
+                structlog.get_logger().warning("exports.tidy_failed", reason=str(e))
+
+    async def idle(self) -> None:
+        """Wait for the tidying started so far (before stopping)."""
+        while self._tidying:
+            await asyncio.gather(*self._tidying, return_exceptions=True)
 
 
 def tag_message(cmd: ReleaseTagRequested) -> str:
@@ -101,8 +113,24 @@ def _check(cmd: ReleaseTagRequested) -> None:
         raise ReleaseRefused(f"invalid version {cmd.version}")
 
 
-def _check_staged(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> None:
-    """Tag only what staging pushed for this ticket, and only the tree that was tested."""
+def _tag(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> str:
+    """Tag N on the staged commit, unless tag N is there already on it; its tree."""
+    tagged = repo.tag_commit(cmd.version)
+    if tagged is None:
+        tree = _check_staged(repo, cmd)
+        repo.create_tag(cmd.version, cmd.commit, tag_message(cmd))
+        return tree
+    if tagged != cmd.commit:
+        raise ReleaseRefused(
+            f"tag {cmd.version} already names commit {tagged}, not {cmd.commit}:"
+            " refusing to move a release"
+        )
+    return repo.tree_of(cmd.commit)
+
+
+def _check_staged(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> str:
+    """Tag only what staging pushed for this ticket, and only the tree that was tested (its
+    id is returned)."""
     staged = repo.commit_of(f"refs/staged/{cmd.ticket_id}")
     if staged != cmd.commit:
         raise ReleaseRefused(
@@ -111,3 +139,4 @@ def _check_staged(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> None:
     tree = repo.tree_of(cmd.commit)
     if tree != cmd.tree:
         raise ReleaseRefused(f"commit {cmd.commit} has tree {tree}, not the tested tree {cmd.tree}")
+    return tree

@@ -12,7 +12,8 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +21,20 @@ import structlog
 from ferry_events.validation import APP_NAME
 
 log = structlog.get_logger()
+
+# rsyncd runs it before each transfer, with the request in its environment (never in the
+# command line). Only a request for a release whose export is missing runs the rebuild.
+HOOK = """\
+# Written by ferry-publisher: rsyncd's pre-xfer exec. Rebuilds a pruned export from its tag.
+request=${{RSYNC_REQUEST%% *}}
+case $request in */*) ;; *) exit 0 ;; esac
+version=${{request#*/}}
+version=${{version%%/*}}
+version=${{version%.manifest}}
+case $version in ''|*[!0-9]*) exit 0 ;; esac
+[ -d "$RSYNC_MODULE_PATH/$version" ] && [ -f "$RSYNC_MODULE_PATH/$version.manifest" ] && exit 0
+exec {rebuild} "$RSYNC_MODULE_PATH" "$RSYNC_MODULE_NAME" "$version"
+"""
 
 
 class RsyncDaemon:
@@ -34,6 +49,7 @@ class RsyncDaemon:
         password: str,
         hosts_allow: str,
         more_users: Mapping[str, str] | None = None,
+        rebuild: Sequence[str] = (),
     ) -> None:
         self.exports_dir = exports_dir.resolve()
         self.run_dir = run_dir.resolve()
@@ -42,6 +58,9 @@ class RsyncDaemon:
         self._logins = {user: password, **(more_users or {})}
         self.config = self.run_dir / "rsyncd.conf"
         self.secrets = self.run_dir / "rsyncd.secrets"
+        # The command that rebuilds a pruned export (reexport.py); none: no hook.
+        self.rebuild = list(rebuild)
+        self.hook = self.run_dir / "pre-xfer.sh"
         self._process: asyncio.subprocess.Process | None = None
 
     def apps(self) -> list[str]:
@@ -73,11 +92,13 @@ class RsyncDaemon:
             f"log file = {self.run_dir / 'rsyncd.log'}",
             "",
         ]
+        hook = [f"pre-xfer exec = /bin/sh {shlex.quote(str(self.hook))}"] if self.rebuild else []
         for app in self.apps():
             lines += [
                 f"[{app}]",
                 f"path = {self.exports_dir / app}",
                 f"comment = {app} releases",
+                *hook,
                 "",
             ]
         return "\n".join(lines)
@@ -86,6 +107,8 @@ class RsyncDaemon:
         """Write the secrets and config files (atomically, the secrets file 0600) when changed."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _write_private(self.secrets, "".join(f"{u}:{p}\n" for u, p in self._logins.items()))
+        if self.rebuild:
+            _write_private(self.hook, HOOK.format(rebuild=shlex.join(self.rebuild)))
         text = self.config_text()
         if not self.config.exists() or self.config.read_text() != text:
             _write_private(self.config, text)

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     rsync_hosts_allow: str = "127.0.0.1"
     demo: bool = False
     command_timeout: float = 900.0
+    # Exports kept per app (the newest; older ones are pruned after a release, their tags stay
+    # and a host asking for one has it rebuilt from its tag).
+    publisher_keep_exports: int = Field(default=10, ge=1)
     # Prometheus /metrics on metrics_address:metrics_port; 0 leaves it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_address: str = "127.0.0.1"
