@@ -25,7 +25,8 @@ from ferry_publisher.rsyncd import RsyncDaemon
 from ferry_publisher.settings import Settings
 from ferry_rsync_agent.config import AgentConfig, AppConfig
 from ferry_rsync_agent.handlers import sync_release
-from ferry_rsync_agent.releases import Layout
+from ferry_rsync_agent.housekeeping import tidy
+from ferry_rsync_agent.releases import Layout, make_spare
 
 from bench.backends import vhost
 from bench.report import Figure
@@ -48,8 +49,14 @@ def free_port() -> int:
 
 
 class Reports(list[Event]):
+    """What the handlers report, and when the last report came (a host is switched when it
+    reports; the agent's housekeeping after that is not on the release's path)."""
+
+    last_at = 0.0
+
     async def __call__(self, event: Event) -> None:
         self.append(event)
+        self.last_at = time.perf_counter()
 
 
 @dataclass
@@ -105,7 +112,9 @@ class FerrySide:
         await asyncio.gather(
             *(sync_release(self.sync(host, release), host, synced) for host in hosts)
         )
-        elapsed = time.perf_counter() - start
+        elapsed = synced.last_at - start
+        # Each agent's housekeeping once idle (prune, the next spare): not on the release's path.
+        await asyncio.gather(*(asyncio.to_thread(tidy, host) for host in hosts))
         print(f"ferry v{cmd.version} to {len(hosts)}: {elapsed:.2f} s", file=sys.stderr)
         failed = [r for r in synced if r.type_name != "host.sync_completed"]
         if failed or len(synced) != len(hosts):
@@ -184,6 +193,7 @@ async def sides(root: Path, files: int, total_bytes: int, hosts: int):
     ferry.hosts = [ferry.agent(root / "ferry-hosts" / f"web-{i}", i) for i in range(hosts)]
     async with daemon:
         yield ferry, manual
+        await publisher.idle()  # its housekeeping, before the directories go
 
 
 def clone_host(source: Layout, target: Path) -> None:
@@ -198,6 +208,7 @@ def clone_host(source: Layout, target: Path) -> None:
     )
     shutil.copy(source.manifest_file(version), layout.manifest_file(version))
     os.symlink(f"releases/{version}", layout.current)
+    make_spare(layout, version)  # as its agent does when idle
 
 
 async def run_deploys(scale: float, root: Path) -> list[Figure]:
@@ -259,6 +270,7 @@ async def fifty_hosts(
         targets.append(root / "manual-hosts50" / f"web-{i}")
         targets[-1].parent.mkdir(exist_ok=True)
         subprocess.run(["cp", "-al", "--", manual.targets[0], targets[-1]], check=True)
+    os.sync()  # hosts at rest: the copies above are not the release's to flush
     rounds, t_ferry, t_manual = 2, 0.0, 0.0
     for r in range(rounds):
         version = next_version + r
@@ -280,9 +292,12 @@ async def fifty_hosts(
 
 
 async def idle_rss(root: Path) -> Figure:
-    """VmRSS of an idle `ferry-rsync-agent` on RabbitMQ, beside a bare asyncio interpreter."""
+    """VmRSS of an idle `ferry-rsync-agent` on RabbitMQ, installed as on a host (its own venv
+    with only its dependencies, bytecode compiled, as pip does), beside a bare asyncio
+    interpreter."""
     target = root / "rss-host"
     target.mkdir(parents=True)
+    agent_bin = host_install(root / "agent-venv")
     with vhost() as amqp_url:
         (root / "agent.toml").write_text(
             f'host = "web-rss"\nrsync_source = "rsync://ferry@127.0.0.1:1/"\n'
@@ -293,7 +308,6 @@ async def idle_rss(root: Path) -> Figure:
             "FERRY_AGENT_CONFIG": str(root / "agent.toml"),
             "FERRY_BROKER_URL": amqp_url,
         }
-        agent_bin = Path(sys.executable).parent / "ferry-rsync-agent"
         with (
             spawned([str(agent_bin)], env) as agent,
             spawned([sys.executable, "-c", "import asyncio, time; time.sleep(60)"], env) as bare,
@@ -309,8 +323,20 @@ async def idle_rss(root: Path) -> Figure:
         "MiB",
         40.0 / bare_mb,
         higher_is_better=False,
-        note="target: Ferry <= 40 MiB absolute",
+        note="target: Ferry <= 40 MiB absolute; the agent in a venv of its own",
     )
+
+
+def host_install(venv: Path) -> Path:
+    """The agent and ferry-events with their dependencies only: the workspace venv also holds
+    the API's and the CLI's, some of which structlog would load (rich)."""
+    repo = Path(__file__).resolve().parents[1]
+    uv = ["uv", "--quiet"]
+    subprocess.run([*uv, "venv", "--python", sys.executable, "--", str(venv)], check=True)
+    packages = [str(repo / "libs/events"), str(repo / "services/rsync-agent")]
+    install = ["pip", "install", "--compile-bytecode", "--python", str(venv / "bin/python")]
+    subprocess.run([*uv, *install, "--", *packages], check=True)
+    return venv / "bin/ferry-rsync-agent"
 
 
 @contextlib.contextmanager

@@ -13,9 +13,9 @@ from ferry_rsync_agent.releases import (
     Layout,
     discard,
     install,
+    manifest_text,
     prepare,
     prune,
-    read_manifest,
     switch_current,
 )
 from ferry_rsync_agent.tree import UnsafeTree, inventory
@@ -45,7 +45,7 @@ def installed(layout: Layout, version: int, files: dict[str, bytes] | None = Non
     """A verified release as the agent installs it: tree in N.tmp, manifest, rename."""
     prepare(layout)
     write_tree(layout.incoming(version), files or {"index.html": f"v{version}".encode()})
-    install(layout, version, entries_on_disk(layout.incoming(version)))
+    install(layout, version, manifest.render(entries_on_disk(layout.incoming(version))))
     return layout.release(version)
 
 
@@ -59,7 +59,7 @@ def test_install_names_the_tree_and_keeps_its_manifest(layout: Layout) -> None:
     release = installed(layout, 1, {"a.txt": b"a", "lib/b.py": b"b"})
 
     assert release.is_dir() and not layout.incoming(1).exists()
-    assert sorted(read_manifest(layout, 1).values()) == entries_on_disk(release)
+    assert manifest_text(layout.manifest_file(1)) == manifest.render(entries_on_disk(release))
     assert layout.versions() == [1]
 
 
@@ -123,7 +123,7 @@ def test_discard_leaves_no_release_and_no_manifest(layout: Layout) -> None:
 
     discard(layout, 4)
 
-    assert layout.versions() == [] and read_manifest(layout, 4) == {}
+    assert layout.versions() == [] and manifest_text(layout.manifest_file(4)) is None
     assert list(layout.releases.iterdir()) == []
 
 

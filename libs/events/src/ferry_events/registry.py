@@ -20,7 +20,9 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 class Event(BaseModel):
     """A frozen payload. Unknown fields are ignored so additive changes stay compatible."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # defer_build: a type's validator is built on its first use, not at import. A process uses
+    # a few of the registered types (an rsync agent: its command and reports), not all of them.
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     type_name: ClassVar[str]
     schema_version: ClassVar[int]

@@ -70,6 +70,8 @@ class AgentConfig(BaseModel):
     bwlimit_kib: int | None = Field(default=None, gt=0)  # spare the production network
     state_dir: AbsolutePath = Path("/var/lib/ferry-rsync-agent")
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Pruning and the next sync's spare wait until no command came for this long.
+    housekeeping_idle_seconds: float = Field(default=5.0, ge=0)
     # Prometheus /metrics on metrics_address:metrics_port; 0 leaves it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_address: str = "127.0.0.1"

@@ -9,30 +9,29 @@ complete and verified, and switching back on our own would be a second, unapprov
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import structlog
+from ferry_events import manifest
 from ferry_events.registry import Event
 from ferry_events.schemas import HostSyncCompleted, HostSyncFailed, HostSyncRequested
 
 from ferry_rsync_agent.config import AgentConfig, AppConfig
+from ferry_rsync_agent.delta import DeltaRefused, check_manifest, clear, delta, verify
 from ferry_rsync_agent.hook import HookFailed, run_hook
 from ferry_rsync_agent.releases import (
     Layout,
     discard,
     install,
     prepare,
-    prune,
-    read_manifest,
     seed,
     switch_current,
-    unshare,
 )
-from ferry_rsync_agent.rsync import Pull, RsyncFailed, changed_in_place, pull
+from ferry_rsync_agent.rsync import Pull, RsyncFailed, fetch_file, pull
 from ferry_rsync_agent.tree import Inventory, UnsafeTree, inventory
 
 Report = Callable[[Event], Awaitable[None]]
@@ -42,7 +41,7 @@ class SyncRefused(Exception):
     """The command cannot be carried out here; its message is the reported reason."""
 
 
-FAILURES = (SyncRefused, RsyncFailed, UnsafeTree, OSError)
+FAILURES = (SyncRefused, DeltaRefused, RsyncFailed, UnsafeTree, OSError)
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,8 @@ class Installed:
 
 
 async def sync_release(command: HostSyncRequested, config: AgentConfig, report: Report) -> None:
-    """Bring release N of the app live on this host: install (or find) it, switch, hook, prune."""
+    """Bring release N of the app live on this host: install (or find) it, switch, run the
+    hook, report. Pruning and the next spare wait until the agent is idle (housekeeping.py)."""
     log = structlog.get_logger()
     started = time.monotonic()
     with structlog.contextvars.bound_contextvars(
@@ -69,23 +69,26 @@ async def sync_release(command: HostSyncRequested, config: AgentConfig, report: 
             return
         log.info("release_live", files=installed.files, bytes=installed.bytes_transferred)
         hook_error = await _run_post_sync(app, layout, command)
-        await _prune(layout, app.keep)
         if hook_error:
             await report(_failed(command, f"release {command.version} is live, but {hook_error}"))
-            return
-        await report(
-            HostSyncCompleted(
-                ticket_id=command.ticket_id,
-                app=command.app,
-                host=command.host,
-                version=command.version,
-                digest=command.digest,
-                files=installed.files,
-                bytes_transferred=installed.bytes_transferred,
-                seconds=round(time.monotonic() - started, 3),
-                attempt=command.attempt,
-            )
-        )
+        else:
+            await report(_completed(command, installed, time.monotonic() - started))
+
+
+def _completed(
+    command: HostSyncRequested, installed: Installed, seconds: float
+) -> HostSyncCompleted:
+    return HostSyncCompleted(
+        ticket_id=command.ticket_id,
+        app=command.app,
+        host=command.host,
+        version=command.version,
+        digest=command.digest,
+        files=installed.files,
+        bytes_transferred=installed.bytes_transferred,
+        seconds=round(seconds, 3),
+        attempt=command.attempt,
+    )
 
 
 def _app_of(command: HostSyncRequested, config: AgentConfig) -> AppConfig:
@@ -129,8 +132,8 @@ async def _verify_installed(command: HostSyncRequested, layout: Layout) -> int |
 async def _pull_verified(
     command: HostSyncRequested, config: AgentConfig, layout: Layout
 ) -> Installed:
-    """rsync into `N.tmp`, seeded with hard links to the current release, verify, and install
-    as `N`."""
+    """Pull release N into `N.tmp`, verify it, and install it as `N`: by its manifest, only
+    the paths that differ from a release already here; else the whole tree."""
     base = layout.current_version()
     if base is not None and not layout.release(base).is_dir():
         base = None
@@ -142,62 +145,81 @@ async def _pull_verified(
         bwlimit_kib=config.bwlimit_kib,
     )
     try:
-        if base is not None:
-            await _seed(request, layout, command.version, base)
-        found, received = await _receive(request, layout, command.version, base, command.digest)
-        _check(found, command.digest)
-        await asyncio.to_thread(install, layout, command.version, found.entries)
+        published = await _published_manifest(command, config, layout)
+        seeded = published and await asyncio.to_thread(seed, layout, command.version, base)
+        if published and seeded is not None:
+            return await _pull_delta(command, request, layout, seeded, published)
+        return await _pull_whole(command, request, layout)
     except Exception:
         await asyncio.to_thread(shutil.rmtree, request.destination, ignore_errors=True)
         raise
-    structlog.get_logger().info(
-        "release_received", files=len(found.entries), hashed=found.hashed, bytes=received
+
+
+async def _published_manifest(
+    command: HostSyncRequested, config: AgentConfig, layout: Layout
+) -> str | None:
+    """Release N's manifest as the publisher serves it beside the tree, checked against the
+    command's digest; None if it serves none (the whole tree is pulled then)."""
+    fetched = layout.manifests / f"{command.version}.published.tmp"
+    request = Pull(
+        source_url=f"{config.rsync_source}{command.app}/{command.version}.manifest",
+        destination=fetched,
+        password_file=config.password_file,
+        timeout_seconds=config.rsync_timeout_seconds,
     )
-    return Installed(len(found.entries), received)
-
-
-async def _receive(
-    request: Pull, layout: Layout, version: int, base: int | None, expected: str
-) -> tuple[Inventory, int]:
-    """Pull and read the tree back; the bytes received. rsync's quick check (size, and mtime to
-    the second) can take a changed file for the base's: then compare contents once more, in
-    place (rsync replaces a file by rename, so the base release's inode is never written)."""
-    received = await pull(request)
-    found = await asyncio.to_thread(_inventory_incoming, layout, version, base)
-    if base is not None and found.entries and found.digest != expected:
-        structlog.get_logger().warning("quick_check_missed_a_change", action="rsync --checksum")
-        by_content = replace(request, checksum=True)
-        await _unshare(request.destination, await changed_in_place(by_content))
-        received += await pull(by_content)
-        found = await asyncio.to_thread(_inventory_incoming, layout, version, base)
-    return found, received
-
-
-async def _seed(request: Pull, layout: Layout, version: int, base: int) -> None:
-    """Seed `N.tmp` with hard links to the base release while a dry run against the base itself
-    (what `N.tmp` is a copy of) finds what rsync would change in place; then unshare those."""
-    seeding = asyncio.ensure_future(asyncio.to_thread(seed, layout, version, base))
     try:
-        kept = await changed_in_place(replace(request, destination=layout.release(base)))
+        await fetch_file(request)
+        text = await asyncio.to_thread(fetched.read_text)
+    except (RsyncFailed, OSError) as e:
+        structlog.get_logger().info("no_published_manifest", reason=str(e)[:200])
+        return None
     finally:
-        await asyncio.wait([seeding])  # never let cp write behind a failure's cleanup
-    seeding.result()
-    await _unshare(request.destination, kept)
+        fetched.unlink(missing_ok=True)
+    check_manifest(text, command.digest)
+    return text
 
 
-async def _unshare(destination: Path, kept: list[str]) -> None:
-    """Give their own inode to the hard-linked files whose content stays but whose mode or
-    mtime rsync would set with chmod/utime on the spot: that would alter the base release."""
-    if kept:
-        structlog.get_logger().info("attributes_change", files=len(kept), action="unshare")
-        await asyncio.to_thread(unshare, destination, kept)
+async def _pull_delta(
+    command: HostSyncRequested, request: Pull, layout: Layout, seeded: str, published: str
+) -> Installed:
+    """The seed is a verified release; clear what differs, pull just that, hash just that."""
+    found = await asyncio.to_thread(delta, seeded, published)
+    if not found.files:
+        raise SyncRefused("the published release is empty")
+    await asyncio.to_thread(clear, request.destination, found)
+    received = 0
+    if found.changed:
+        # From the module's root, as "N/./path": rsync 3.5's daemon loses the files of a list
+        # that is relative to a subdirectory ("file has vanished"); "/./" starts the kept part.
+        listing = layout.manifests / f"{command.version}.files.tmp"
+        prefix = f"{command.version}/./"
+        names = b"".join(os.fsencode(prefix + entry.path) + b"\0" for entry in found.changed)
+        await asyncio.to_thread(listing.write_bytes, names)
+        module = request.source_url.removesuffix(f"{command.version}/")
+        try:
+            received = await pull(replace(request, source_url=module, files_from=listing))
+        finally:
+            listing.unlink(missing_ok=True)
+    await asyncio.to_thread(verify, request.destination, found)
+    touched = [entry.path for entry in found.changed] + found.deleted
+    await asyncio.to_thread(install, layout, command.version, published, touched)
+    structlog.get_logger().info(
+        "release_received",
+        files=found.files,
+        changed=len(found.changed),
+        deleted=len(found.deleted),
+        bytes=received,
+    )
+    return Installed(found.files, received)
 
 
-def _inventory_incoming(layout: Layout, version: int, base: int | None) -> Inventory:
-    """The received tree's entries, reusing the base release's for files hard-linked from it."""
-    if base is None:
-        return inventory(layout.incoming(version))
-    return inventory(layout.incoming(version), layout.release(base), read_manifest(layout, base))
+async def _pull_whole(command: HostSyncRequested, request: Pull, layout: Layout) -> Installed:
+    received = await pull(request)
+    found = await asyncio.to_thread(inventory, request.destination)
+    _check(found, command.digest)
+    await asyncio.to_thread(install, layout, command.version, manifest.render(found.entries))
+    structlog.get_logger().info("release_received", files=len(found.entries), bytes=received)
+    return Installed(len(found.entries), received)
 
 
 def _check(found: Inventory, expected: str) -> None:
@@ -220,17 +242,6 @@ async def _run_post_sync(app: AppConfig, layout: Layout, command: HostSyncReques
         structlog.get_logger().warning("post_sync_hook_failed", reason=str(e))
         return str(e)
     return ""
-
-
-async def _prune(layout: Layout, keep: int) -> None:
-    """Pruning is housekeeping: a failure is logged, and the next sync tries again."""
-    try:
-        removed = await asyncio.to_thread(prune, layout, keep)
-    except OSError as e:
-        structlog.get_logger().warning("prune_failed", error=str(e))
-        return
-    if removed:
-        structlog.get_logger().info("releases_pruned", versions=removed)
 
 
 def _failed(command: HostSyncRequested, reason: str) -> HostSyncFailed:

@@ -21,6 +21,7 @@ from ferry_events.schemas import HostSyncRequested
 from ferry_rsync_agent.config import AgentConfig, load_config
 from ferry_rsync_agent.handlers import Report, sync_release
 from ferry_rsync_agent.heartbeat import AGENT, send_heartbeats
+from ferry_rsync_agent.housekeeping import Housekeeping
 
 if TYPE_CHECKING:
     from ferry_rsync_agent.metrics import SyncMetrics
@@ -47,8 +48,10 @@ async def run(
         await connection.declare_queue(queue, [f"{HostSyncRequested.type_name}.{config.host}"])
         # One command at a time: two syncs of one app must never interleave.
         metrics = _metrics(config)
-        taker = idempotent(_taker(config, connection, metrics), inbox)
+        housekeeping = Housekeeping(config)
+        taker = idempotent(_taker(config, connection, metrics, housekeeping), inbox)
         with _served(metrics, config):
+            housekeeping.when_idle(after=0)  # spares for the next syncs, before any command
             consumer = await connection.consume(queue, taker, prefetch=1)
             beats = asyncio.create_task(
                 send_heartbeats(config, version(AGENT), _sender(connection, mandatory=False))
@@ -56,6 +59,7 @@ async def run(
             structlog.get_logger().info("agent_started", queue=queue, apps=sorted(config.apps))
             await stop.wait()
             await consumer.stop()
+            await housekeeping.hold()
             beats.cancel()
             await asyncio.gather(beats, return_exceptions=True)
     finally:
@@ -79,7 +83,9 @@ def _served(metrics: SyncMetrics | None, config: AgentConfig) -> AbstractContext
     return metrics.served(config.metrics_address, config.metrics_port)
 
 
-def _taker(config: AgentConfig, bus: Bus, metrics: SyncMetrics | None) -> Handler:
+def _taker(
+    config: AgentConfig, bus: Bus, metrics: SyncMetrics | None, housekeeping: Housekeeping
+) -> Handler:
     async def take(message: Message) -> None:
         stored = message.stored_event()
         command = stored.payload()
@@ -89,7 +95,11 @@ def _taker(config: AgentConfig, bus: Bus, metrics: SyncMetrics | None) -> Handle
             correlation_id=stored.metadata.correlation_id, causation_id=str(stored.event_id)
         )
         report = _sender(bus, metadata=cause)
-        await sync_release(command, config, metrics.counting(report) if metrics else report)
+        await housekeeping.hold()
+        try:
+            await sync_release(command, config, metrics.counting(report) if metrics else report)
+        finally:
+            housekeeping.when_idle()
 
     return take
 

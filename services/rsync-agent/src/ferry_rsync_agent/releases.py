@@ -8,15 +8,19 @@ release. Anything in `releases/` that is not a bare number is a leftover, remove
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ferry_events import manifest
-from ferry_events.manifest import Entry
+
+from ferry_rsync_agent.tree import UnsafeTree, inventory
 
 CURRENT_LINK_TMP = ".current.tmp"
 
@@ -40,6 +44,19 @@ class Layout:
     @property
     def manifests(self) -> Path:
         return self.state / "manifests"
+
+    @property
+    def spare(self) -> Path:
+        """A verified hard-linked copy of an installed release, made while the host is idle, that
+        the next sync starts from: the copy's link() per file (about 0.5 s of kernel time for
+        20,000 files here) is then paid off the path from publish to switch."""
+        return self.state / "spare"
+
+    @property
+    def spare_manifest(self) -> Path:
+        """What the spare holds; written before the spare gets its name, never changed while
+        it has it."""
+        return self.state / "spare.manifest"
 
     def release(self, version: int) -> Path:
         return self.releases / str(version)
@@ -87,57 +104,79 @@ def prepare(layout: Layout) -> None:
     layout.manifests.mkdir(parents=True, exist_ok=True)
     for leftover in layout.releases.iterdir():
         if not is_version(leftover.name):
-            _remove(leftover)
+            remove(leftover)
     for leftover in layout.manifests.glob("*.tmp"):
         leftover.unlink()
     (layout.target / CURRENT_LINK_TMP).unlink(missing_ok=True)
+    remove(layout.state / "spare.tmp")
 
 
-def read_manifest(layout: Layout, version: int) -> dict[str, Entry]:
-    """The verified manifest kept for a release, by path; empty if there is none."""
+def manifest_text(path: Path) -> str | None:
     try:
-        text = layout.manifest_file(version).read_text()
+        return path.read_text()
     except FileNotFoundError:
-        return {}
-    return {entry.path: entry for entry in manifest.parse(text)}
+        return None
 
 
-def seed(layout: Layout, version: int, base: int) -> None:
-    """Start `incoming(version)` as a copy of release `base` made of hard links (`cp -al`, at C
-    speed), for rsync to update: only what changed is then written, always to a new inode."""
+def make_spare(layout: Layout, version: int) -> bool:
+    """Make the spare a copy of release `version` (`cp -al`, at C speed), checked against the
+    release's manifest so that nothing written into the live tree since slips into the next
+    one. True if the spare now is that release."""
+    text = manifest_text(layout.manifest_file(version))
+    if text is None:
+        return False
+    if layout.spare.is_dir() and manifest_text(layout.spare_manifest) == text:
+        return True
+    remove(layout.spare)
+    building = layout.state / "spare.tmp"
+    remove(building)
+    _link_copy(layout.release(version), building)
+    entries = {entry.path: entry for entry in manifest.parse(text)}
+    try:
+        found = inventory(building, layout.release(version), entries)
+    except UnsafeTree:
+        found = None
+    if found is None or found.digest != hashlib.sha256(text.encode()).hexdigest():
+        remove(building)
+        return False
+    _write_durably(layout.spare_manifest, text)
+    os.rename(building, layout.spare)
+    return True
+
+
+def seed(layout: Layout, version: int, base: int | None) -> str | None:
+    """Start `incoming(version)` as the spare (renamed: instant), made now from release `base`
+    if there is none; the manifest of what it holds, or None if there is nothing to start from."""
+    remove(layout.incoming(version))
+    text = manifest_text(layout.spare_manifest)
+    if not (layout.spare.is_dir() and text is not None):
+        if base is None or not make_spare(layout, base):
+            return None
+        text = manifest_text(layout.spare_manifest)
+    os.rename(layout.spare, layout.incoming(version))
+    return text
+
+
+def install(
+    layout: Layout, version: int, manifest_text: str, written: Collection[str] | None = None
+) -> None:
+    """Give the verified tree in `incoming(version)` its final name, its manifest first.
+
+    A power cut must not leave a named release with files whose data never reached the disk:
+    the paths `written` (or removed) in a durable seed (the spare) and their directories are
+    flushed one by one, side by side, so that the flush waits for this release's bytes, not for
+    everything the host wrote lately as sync() would; a tree written whole (None): sync()."""
+    # Not flushed: whoever reads it checks it against the tree or the digest first.
+    _write_atomically(layout.manifest_file(version), manifest_text)
     incoming = layout.incoming(version)
-    _remove(incoming)
-    copied = subprocess.run(
-        ["cp", "-al", "--", str(layout.release(base)), str(incoming)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
-    if copied.returncode != 0:
-        raise OSError(f"cp -al exited {copied.returncode}: {copied.stderr.decode()[:300]}")
-
-
-def unshare(root: Path, paths: Iterable[str]) -> None:
-    """Give these files under root inodes of their own (same bytes, mode and times), so that
-    changing their attributes there leaves the installed release they were linked from alone."""
-    for relative in paths:
-        path = root / relative
-        copy = path.with_name(path.name + ".unshared.tmp")
-        if path.is_symlink():
-            os.symlink(os.readlink(path), copy)
-        elif path.is_file():
-            shutil.copy2(path, copy)
-        else:
-            continue
-        os.replace(copy, path)
-
-
-def install(layout: Layout, version: int, entries: Iterable[Entry]) -> None:
-    """Give the verified tree in `incoming(version)` its final name, its manifest first."""
-    _write_durably(layout.manifest_file(version), manifest.render(entries))
-    # A power cut must not leave a named release with files whose data never reached the disk.
-    os.sync()
-    os.rename(layout.incoming(version), layout.release(version))
+    if written is None:
+        os.sync()
+    else:
+        directories = {str(incoming / parent) for p in written for parent in Path(p).parents}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(_fsync_file, [str(incoming / p) for p in written]))
+            list(pool.map(_fsync_dir_if_there, directories))
+    os.rename(incoming, layout.release(version))
     _fsync_dir(layout.releases)
 
 
@@ -160,7 +199,7 @@ def discard(layout: Layout, version: int) -> None:
     doomed = layout.releases / f"{version}.discard"
     os.rename(layout.release(version), doomed)
     layout.manifest_file(version).unlink(missing_ok=True)
-    _remove(doomed)
+    remove(doomed)
 
 
 def prune(layout: Layout, keep: int) -> list[int]:
@@ -174,24 +213,64 @@ def prune(layout: Layout, keep: int) -> list[int]:
     return doomed
 
 
-def _remove(path: Path) -> None:
+def _link_copy(source: Path, target: Path) -> None:
+    """At a low priority: housekeeping, never on a release's path."""
+    copied = subprocess.run(
+        ["nice", "-n", "10", "cp", "-al", "--", str(source), str(target)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if copied.returncode != 0:
+        raise OSError(f"cp -al exited {copied.returncode}: {copied.stderr.decode()[:300]}")
+
+
+def remove(path: Path) -> None:
+    """A file, a symlink or a whole directory; nothing if it is not there."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
 
 
-def _write_durably(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, flush: bool = False) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if flush:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(temporary, path)
-    _fsync_dir(path.parent)
+    if flush:
+        _fsync_dir(path.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def _write_durably(path: Path, text: str) -> None:
+    _write_atomically(path, text, flush=True)
+
+
+def _fsync_file(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            return  # removed, or a symlink: its directory's flush keeps it
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir_if_there(path: str) -> None:
+    """A directory emptied by the removals is gone; its parent's flush keeps that."""
+    try:
+        _fsync_dir(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

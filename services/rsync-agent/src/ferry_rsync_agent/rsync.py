@@ -1,5 +1,5 @@
-"""Pull one release tree from the publisher's rsync daemon into a directory seeded with
-hard links to the current release, and list beforehand what rsync would change in place."""
+"""Pull a release from the publisher's rsync daemon: a whole tree into an empty directory, only
+the listed paths into a seeded one, or a single file (the release's manifest)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ BASE_OPTIONS = (
     "--no-human-readable",
 )
 _RECEIVED = re.compile(rb"^Total bytes received: ([\d,.]+)", re.MULTILINE)
-_ESCAPED = re.compile(rb"\\#([0-7]{3})")  # how rsync prints a byte it deems unprintable
 
 
 class RsyncFailed(Exception):
@@ -39,18 +38,21 @@ class Pull:
     password_file: Path | None = None
     timeout_seconds: int = 300
     bwlimit_kib: int | None = None
-    checksum: bool = False  # compare contents, not size and mtime (which rsync takes to the second)
+    files_from: Path | None = None  # only these paths (NUL-separated), into a seeded directory
 
-    def argv(self, *extra: str) -> list[str]:
-        options = [*BASE_OPTIONS, *extra, f"--timeout={self.timeout_seconds}"]
-        options.append(f"--contimeout={self.timeout_seconds}")
-        if self.checksum:
-            options.append("--checksum")
+    def argv(self) -> list[str]:
+        options = [*BASE_OPTIONS, *self.timeouts()]
+        if self.files_from:
+            options = [o for o in options if o != "--delete"]  # what goes is removed by us
+            options += ["--from0", f"--files-from={self.files_from}"]
         if self.password_file:
             options.append(f"--password-file={self.password_file}")
         if self.bwlimit_kib:
             options.append(f"--bwlimit={self.bwlimit_kib}")
         return ["rsync", *options, "--", self.source_url, f"{self.destination}/"]
+
+    def timeouts(self) -> list[str]:
+        return [f"--timeout={self.timeout_seconds}", f"--contimeout={self.timeout_seconds}"]
 
 
 async def pull(request: Pull) -> int:
@@ -60,17 +62,12 @@ async def pull(request: Pull) -> int:
     return int(re.sub(rb"\D", b"", found.group(1))) if found else 0
 
 
-async def changed_in_place(request: Pull) -> list[str]:
-    """The files and symlinks a pull would keep but change the attributes of (mode, mtime) with
-    chmod/utime on their existing inode, by a dry run: relative paths."""
-    out = await _run(request.argv("--dry-run", "--out-format=%i %n"))
-    paths = []
-    for line in out.splitlines():
-        item, name = line[:11], line[12:]  # "%i" is 11 characters, some of them maybe spaces
-        # ".f..t......": a kept file whose attributes change; ">f" or "c" make a new inode.
-        if item[:1] == b"." and item[1:2] in (b"f", b"L") and item[2:].strip(b". ") and name:
-            paths.append(os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), name)))
-    return paths
+async def fetch_file(request: Pull) -> None:
+    """Copy one file (source_url names it) to `destination`, a file path."""
+    options = ["--no-motd", *request.timeouts()]
+    if request.password_file:
+        options.append(f"--password-file={request.password_file}")
+    await _run(["rsync", *options, "--", request.source_url, str(request.destination)])
 
 
 async def _run(argv: list[str]) -> bytes:

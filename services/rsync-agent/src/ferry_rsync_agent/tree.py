@@ -43,7 +43,7 @@ def inventory(
     hashed = 0
     for relative, item in _walk(root):
         if item.is_symlink():
-            _check_link(real_root, root / relative, relative)
+            check_link(real_root, root / relative, relative)
             entries.append(entry_from_disk(root, relative))
         elif item.is_file(follow_symlinks=False):
             known = (base_entries or {}).get(relative)
@@ -84,7 +84,7 @@ def _same_file(item: os.DirEntry[str], base_file: str, known: Entry) -> bool:
     return same_inode and info.st_size == known.size and mode == known.mode
 
 
-def _check_link(real_root: str, link: Path, relative: str) -> None:
+def check_link(real_root: str, link: Path, relative: str) -> None:
     target = os.readlink(link)
     if os.path.isabs(target):
         raise UnsafeTree(f"{relative}: symlink to an absolute path")
