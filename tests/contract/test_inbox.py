@@ -11,17 +11,17 @@ import pytest
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, Bus
 from ferry_events.envelope import Message
-from ferry_events.inbox import Inbox, MemoryInbox, SqliteInbox, idempotent
+from ferry_events.inbox import FileInbox, Inbox, MemoryInbox, idempotent
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "file"])
 def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
     if request.param == "memory":
         yield MemoryInbox()
         return
-    sqlite_inbox = SqliteInbox(tmp_path / "inbox.db")
-    yield sqlite_inbox
-    sqlite_inbox.close()
+    file_inbox = FileInbox(tmp_path / "inbox.ids")
+    yield file_inbox
+    file_inbox.close()
 
 
 @pytest.fixture
@@ -103,12 +103,12 @@ async def test_concurrent_copies_have_one_effect(inbox: Inbox) -> None:
     assert effects == [sent.message_id]
 
 
-async def test_sqlite_inbox_survives_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "inbox.db"
-    first = SqliteInbox(path)
+async def test_file_inbox_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.ids"
+    first = FileInbox(path)
     await first.remember("handled-before-restart")
     first.close()
-    reopened = SqliteInbox(path)
+    reopened = FileInbox(path)
     try:
         assert await reopened.seen("handled-before-restart")
         assert not await reopened.seen("never-handled")
@@ -123,12 +123,19 @@ async def test_memory_inbox_forgets_the_oldest_beyond_capacity() -> None:
     assert [await inbox.seen(f"id-{n}") for n in range(4)] == [False, True, True, True]
 
 
-async def test_sqlite_inbox_prunes_the_oldest_beyond_capacity(tmp_path: Path) -> None:
-    inbox = SqliteInbox(tmp_path / "inbox.db", capacity=10)
+async def test_file_inbox_keeps_the_newest_beyond_capacity_and_stays_small(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inbox.ids"
+    inbox = FileInbox(path, capacity=10)
+    for n in range(1000):
+        await inbox.remember(f"id-{n}")
+    assert not await inbox.seen("id-0") and await inbox.seen("id-999")
+    inbox.close()
+    assert len(path.read_text().split()) <= 20  # compacted as it grows
+
+    reopened = FileInbox(path, capacity=10)
     try:
-        for n in range(1000):
-            await inbox.remember(f"id-{n}")
-        assert not await inbox.seen("id-0")
-        assert await inbox.seen("id-999")
+        assert [await reopened.seen(f"id-{n}") for n in (989, 990, 999)] == [False, True, True]
     finally:
-        inbox.close()
+        reopened.close()

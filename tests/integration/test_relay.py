@@ -16,7 +16,7 @@ import pytest
 from ferry_events import Message, NewEvent
 from ferry_events.backends import open_bus, open_store
 from ferry_events.bus import Bus, Handler
-from ferry_events.inbox import MemoryInbox, SqliteInbox, idempotent
+from ferry_events.inbox import FileInbox, MemoryInbox, idempotent
 from ferry_events.projection import LogWithReadModels
 from ferry_events.registry import Event
 from ferry_events.relay import Backoff, Relay
@@ -183,7 +183,7 @@ async def test_relay_killed_mid_batch_delivers_everything_after_restart(
     store: LogWithReadModels, pg_url: str, amqp_url: str, bus: Bus, tmp_path: Path
 ) -> None:
     received = Received()
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = FileInbox(tmp_path / "inbox.ids")
     await bus.declare_queue("audit", ["#"])
     await bus.consume("audit", _recording(received, idempotent(received.take_effect, inbox)))
     await append_tickets(store, range(600), per_ticket=25)

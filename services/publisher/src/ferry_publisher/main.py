@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, nullcontext
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS, Bus
 from ferry_events.envelope import Message, Metadata
-from ferry_events.inbox import SqliteInbox, idempotent
+from ferry_events.inbox import FileInbox, idempotent
 from ferry_events.logs import configure_logging
 from ferry_events.registry import Event
 
@@ -60,7 +60,7 @@ async def run(
     its in-process bus; otherwise the publisher opens (and closes) its own."""
     stop = stop or _stop_on_signals()
     settings.home.mkdir(parents=True, exist_ok=True)
-    inbox = SqliteInbox(settings.home / "publisher-inbox.sqlite")
+    inbox = FileInbox(settings.home / "publisher-inbox.ids")
     metrics = PublisherMetrics() if settings.metrics_port else None
     try:
         async with rsync_daemon(settings) as daemon:

@@ -13,7 +13,7 @@ import structlog
 from ferry_events.backends import open_bus
 from ferry_events.bus import REPORTS, Bus, Handler
 from ferry_events.envelope import Message, Metadata
-from ferry_events.inbox import SqliteInbox, idempotent
+from ferry_events.inbox import FileInbox, idempotent
 from ferry_events.logs import configure_logging
 from ferry_events.registry import Event
 from ferry_events.schemas import HostSyncRequested
@@ -41,7 +41,7 @@ async def run(
     its in-process bus; otherwise the agent opens (and closes) its own."""
     stop = stop or _stop_on_signals()
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    inbox = SqliteInbox(config.state_dir / "inbox.sqlite3")
+    inbox = FileInbox(config.state_dir / "inbox.ids")
     connection = bus or await open_bus(config.broker_url)
     try:
         queue = f"host.{config.host}"

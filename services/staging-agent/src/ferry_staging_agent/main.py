@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS, Bus
 from ferry_events.envelope import Message, Metadata
-from ferry_events.inbox import SqliteInbox, idempotent
+from ferry_events.inbox import FileInbox, idempotent
 from ferry_events.logs import configure_logging
 from ferry_events.registry import Event
 
@@ -43,7 +43,7 @@ async def run(
     stop = stop or _stop_on_signals()
     stager = Stager(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    inbox = SqliteInbox(settings.data_dir / "staging-agent-inbox.sqlite")
+    inbox = FileInbox(settings.data_dir / "staging-agent-inbox.ids")
     metrics = StagingMetrics() if settings.metrics_port else None
     connection = bus or await open_bus(settings.broker_url)
     try:
