@@ -44,9 +44,9 @@ class MemoryInbox:
             self._ids.popitem(last=False)
 
 
-class FileInbox:
-    """The last `capacity` ids in memory, each also appended to a text file that is read back
-    on opening: survives restarts of an agent, which has no database of its own.
+class FileInbox(MemoryInbox):
+    """MemoryInbox whose ids are also appended to a text file, read back on opening: survives
+    restarts of an agent, which has no database of its own.
 
     Not SQLite: a set of recent ids needs no query engine, and sqlite3 cost every idle rsync
     agent 1.6 MiB of resident memory. Not flushed per id: one lost to a power cut costs one
@@ -54,25 +54,20 @@ class FileInbox:
     """
 
     def __init__(self, path: str | Path, capacity: int = FILE_CAPACITY) -> None:
+        super().__init__(capacity)
         self._path = Path(path)
-        self._capacity = capacity
         try:
             ids = self._path.read_text().split()
         except FileNotFoundError:
             ids = []
-        self._ids = OrderedDict.fromkeys(ids[-capacity:])
+        self._ids.update(dict.fromkeys(ids[-capacity:]))
         self._lines = len(ids)
         self._file = self._rewrite() if self._lines > capacity else self._path.open("a")
 
-    async def seen(self, message_id: str) -> bool:
-        return message_id in self._ids
-
     async def remember(self, message_id: str) -> None:
-        if message_id in self._ids or not message_id or len(message_id.split()) != 1:
+        if message_id in self._ids or len(message_id.split()) != 1:
             return  # (ids are uuids: one that would not read back as one line is not kept)
-        self._ids[message_id] = None
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
+        await super().remember(message_id)
         self._file.write(message_id + "\n")
         self._file.flush()
         self._lines += 1

@@ -77,9 +77,17 @@ class AgentConfig(BaseModel):
     metrics_address: str = "127.0.0.1"
     apps: dict[AppName, AppConfig] = Field(default_factory=dict)
 
+    def module_url(self, app: str) -> str:
+        """The publisher's rsync module of an app: `<app>/`."""
+        return f"{self.rsync_source}{app}/"
+
     def release_url(self, app: str, version: int) -> str:
-        """The publisher exports release N of an app as `<module = app>/<N>/`."""
-        return f"{self.rsync_source}{app}/{version}/"
+        """Release N's tree: `<app>/<N>/`."""
+        return f"{self.module_url(app)}{version}/"
+
+    def manifest_url(self, app: str, version: int) -> str:
+        """Release N's manifest, beside its tree: `<app>/<N>.manifest`."""
+        return f"{self.module_url(app)}{version}.manifest"
 
 
 def load_config(

@@ -148,7 +148,8 @@ async def _pull_verified(
         published = await _published_manifest(command, config, layout)
         seeded = published and await asyncio.to_thread(seed, layout, command.version, base)
         if published and seeded is not None:
-            return await _pull_delta(command, request, layout, seeded, published)
+            module = config.module_url(command.app)
+            return await _pull_delta(command, request, module, layout, seeded, published)
         return await _pull_whole(command, request, layout)
     except Exception:
         await asyncio.to_thread(shutil.rmtree, request.destination, ignore_errors=True)
@@ -162,7 +163,7 @@ async def _published_manifest(
     command's digest; None if it serves none (the whole tree is pulled then)."""
     fetched = layout.manifests / f"{command.version}.published.tmp"
     request = Pull(
-        source_url=f"{config.rsync_source}{command.app}/{command.version}.manifest",
+        source_url=config.manifest_url(command.app, command.version),
         destination=fetched,
         password_file=config.password_file,
         timeout_seconds=config.rsync_timeout_seconds,
@@ -180,9 +181,15 @@ async def _published_manifest(
 
 
 async def _pull_delta(
-    command: HostSyncRequested, request: Pull, layout: Layout, seeded: str, published: str
+    command: HostSyncRequested,
+    request: Pull,
+    module: str,
+    layout: Layout,
+    seeded: str,
+    published: str,
 ) -> Installed:
-    """The seed is a verified release; clear what differs, pull just that, hash just that."""
+    """The seed is a verified release; clear what differs, pull just that (from the app's
+    `module`), hash just that."""
     found = await asyncio.to_thread(delta, seeded, published)
     if not found.files:
         raise SyncRefused("the published release is empty")
@@ -195,7 +202,6 @@ async def _pull_delta(
         prefix = f"{command.version}/./"
         names = b"".join(os.fsencode(prefix + entry.path) + b"\0" for entry in found.changed)
         await asyncio.to_thread(listing.write_bytes, names)
-        module = request.source_url.removesuffix(f"{command.version}/")
         try:
             received = await pull(replace(request, source_url=module, files_from=listing))
         finally:

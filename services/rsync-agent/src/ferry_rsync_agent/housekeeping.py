@@ -31,7 +31,7 @@ def tidy(config: AgentConfig) -> None:
             removed = prune(layout, app.keep)
             if removed:
                 log.info("releases_pruned", versions=removed)
-            if not make_spare(layout, live):
+            if make_spare(layout, live) is None:
                 log.warning("spare_not_made", reason=f"release {live} differs from its manifest")
         except OSError as e:
             log.warning("housekeeping_failed", error=str(e))

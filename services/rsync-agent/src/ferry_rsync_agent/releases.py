@@ -118,15 +118,15 @@ def manifest_text(path: Path) -> str | None:
         return None
 
 
-def make_spare(layout: Layout, version: int) -> bool:
+def make_spare(layout: Layout, version: int) -> str | None:
     """Make the spare a copy of release `version` (`cp -al`, at C speed), checked against the
     release's manifest so that nothing written into the live tree since slips into the next
-    one. True if the spare now is that release."""
+    one. The spare's manifest once it is that release, else None."""
     text = manifest_text(layout.manifest_file(version))
     if text is None:
-        return False
+        return None
     if layout.spare.is_dir() and manifest_text(layout.spare_manifest) == text:
-        return True
+        return text
     remove(layout.spare)
     building = layout.state / "spare.tmp"
     remove(building)
@@ -138,21 +138,21 @@ def make_spare(layout: Layout, version: int) -> bool:
         found = None
     if found is None or found.digest != hashlib.sha256(text.encode()).hexdigest():
         remove(building)
-        return False
+        return None
     _write_durably(layout.spare_manifest, text)
     os.rename(building, layout.spare)
-    return True
+    return text
 
 
 def seed(layout: Layout, version: int, base: int | None) -> str | None:
     """Start `incoming(version)` as the spare (renamed: instant), made now from release `base`
     if there is none; the manifest of what it holds, or None if there is nothing to start from."""
     remove(layout.incoming(version))
-    text = manifest_text(layout.spare_manifest)
-    if not (layout.spare.is_dir() and text is not None):
-        if base is None or not make_spare(layout, base):
-            return None
-        text = manifest_text(layout.spare_manifest)
+    text = manifest_text(layout.spare_manifest) if layout.spare.is_dir() else None
+    if text is None and base is not None:
+        text = make_spare(layout, base)
+    if text is None:
+        return None
     os.rename(layout.spare, layout.incoming(version))
     return text
 
