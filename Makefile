@@ -1,9 +1,10 @@
 # Ferry: the developer's entry points. `make run` and `make test` are the README's two commands.
 SHELL := /bin/bash
-UV ?= uv
+# uv from the PATH, or installed once into .tools/uv when missing (needs only python3).
+UV ?= $(shell bash deploy/dev/ensure-uv.sh)
 export UV_LINK_MODE ?= copy
 
-.PHONY: install run up test test-fast lint format bench migrate clean
+.PHONY: install run up test test-fast lint format bench migrate clean services check-packages
 
 install:  ## Python deps of every package into .venv (uv workspace)
 	$(UV) sync --frozen 2>/dev/null || $(UV) sync
@@ -14,8 +15,14 @@ run: install  ## the whole system in one process: embedded SQLite store, in-proc
 up: install  ## the distributed stack against the running PostgreSQL and RabbitMQ
 	$(UV) run python deploy/local/stack.py
 
-test: install  ## the whole suite (needs PostgreSQL and RabbitMQ running; .ci/run starts them)
+services:  ## start the local PostgreSQL and RabbitMQ the tests use, if installed and stopped
+	@bash deploy/dev/ensure-services.sh
+
+test: install services  ## the whole suite, on the local PostgreSQL and RabbitMQ
 	$(UV) run pytest -q -ra
+
+check-packages:  ## each package installed alone with only its declared dependencies
+	UV=$(UV) bash deploy/dev/check-packages.sh
 
 test-fast: install  ## unit and contract tests only
 	$(UV) run pytest -q tests/unit tests/contract
