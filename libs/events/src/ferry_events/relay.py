@@ -8,12 +8,16 @@ import asyncio
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ferry_events.bus import EVENTS, Bus, BusError
 from ferry_events.envelope import Message, StoredEvent
 from ferry_events.projection import LogWithReadModels
+
+if TYPE_CHECKING:  # the signer comes from the caller: a relay without one needs no cryptography
+    from ferry_events.signing import CommandSigner
 
 log = structlog.get_logger()
 
@@ -56,6 +60,7 @@ class Relay:
         batch: int = 1000,
         standby_seconds: float = 3.0,
         backoff: Backoff | None = None,
+        signer: CommandSigner | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -63,6 +68,7 @@ class Relay:
         self._batch = batch
         self._standby_seconds = standby_seconds
         self._backoff = backoff or Backoff()
+        self._signer = signer  # signs every command (mandatory message); broadcasts go as they are
         self._log = log.bind(relay=name)
         self.active = False  # holds the lock and publishes
         self.published = 0  # messages the broker confirmed
@@ -134,7 +140,7 @@ class Relay:
         confirmed = checkpoint
         try:
             for run in runs:
-                await self._bus.publish(EVENTS, run.messages, mandatory=run.mandatory)
+                await self._bus.publish(EVENTS, self._signed(run), mandatory=run.mandatory)
                 confirmed = run.last_position
                 self.published += len(run.messages)
         finally:
@@ -143,6 +149,13 @@ class Relay:
             if confirmed != checkpoint:
                 await self._store.commit(self._name, checkpoint, confirmed, {})
         return confirmed
+
+    def _signed(self, run: Run) -> list[Message]:
+        """Sign a run of commands now, at publish time rather than when the batch was read: a
+        command re-published after a broker outage gets a fresh expiry, never a stale one."""
+        if self._signer is None or not run.mandatory:
+            return run.messages
+        return [self._signer.sign(message) for message in run.messages]
 
 
 async def next_runs(subscription: AsyncIterator[list[StoredEvent]]) -> list[Run]:
