@@ -3,8 +3,11 @@ function (hash chain in SQL, same canonical text as chain.py), the append-only t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
+
+from ferry_events.store import StoreError
 
 APPEND_LOCK = 7_146_865_301  # pg_advisory_xact_lock key that serialises every append
 MIGRATE_LOCK = 7_146_865_302  # held while migrating, so two processes cannot interleave DDL
@@ -182,12 +185,61 @@ GRANT EXECUTE ON FUNCTION ferry_append_group(text[], integer[], integer[], uuid[
 """
 
 
+class SchemaNotCurrent(StoreError):
+    """The schema needs a migration that this database login may not run."""
+
+
+def fingerprint(app_role: str) -> str:
+    """Names the exact DDL a migration runs: equal fingerprints need no migration."""
+    ddl = (
+        TABLES,
+        APPEND_FUNCTION,
+        APPEND_GROUP_FUNCTION,
+        APPEND_ONLY_TRIGGER,
+        role_statements(app_role),
+    )
+    return hashlib.sha256("\n".join(ddl).encode()).hexdigest()
+
+
+SCHEMA_MARK_TABLE = """
+CREATE TABLE IF NOT EXISTS ferry_schema (
+    id          integer PRIMARY KEY CHECK (id = 1),
+    fingerprint text    NOT NULL
+)"""
+SCHEMA_MARK_SET = """
+INSERT INTO ferry_schema (id, fingerprint) VALUES (1, $1)
+    ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint"""
+
+
 async def migrate(conn: Any, app_role: str) -> None:
-    """Create or upgrade everything in one transaction, one migration at a time."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
-        await conn.execute(TABLES)
-        await conn.execute(APPEND_FUNCTION)
-        await conn.execute(APPEND_GROUP_FUNCTION)
-        await conn.execute(APPEND_ONLY_TRIGGER)
-        await conn.execute(role_statements(app_role))
+    """Create or upgrade everything in one transaction, one migration at a time. A schema that is
+    already current is left untouched, so a login holding only the application role (which may
+    not run DDL) can start with migrate-on-start as well."""
+    wanted = fingerprint(app_role)
+    if await _current_fingerprint(conn) == wanted:
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
+            await conn.execute(TABLES)
+            await conn.execute(APPEND_FUNCTION)
+            await conn.execute(APPEND_GROUP_FUNCTION)
+            await conn.execute(APPEND_ONLY_TRIGGER)
+            await conn.execute(role_statements(app_role))
+            await conn.execute(SCHEMA_MARK_TABLE)
+            await conn.execute(SCHEMA_MARK_SET, wanted)
+            await conn.execute(f"GRANT SELECT ON ferry_schema TO {app_role}")
+    except Exception as error:
+        if getattr(error, "sqlstate", None) == "42501":  # insufficient_privilege
+            raise SchemaNotCurrent(
+                "the database schema is missing or out of date and this login may not change "
+                "it: run `ferry-api migrate` once as the database owner"
+            ) from error
+        raise
+
+
+async def _current_fingerprint(conn: Any) -> str | None:
+    if await conn.fetchval("SELECT to_regclass('ferry_schema')") is None:
+        return None
+    value = await conn.fetchval("SELECT fingerprint FROM ferry_schema WHERE id = 1")
+    return str(value) if value is not None else None
