@@ -10,9 +10,9 @@ install:  ## Python deps of every package into .venv (uv workspace)
 	$(UV) sync --frozen 2>/dev/null || $(UV) sync
 
 run: install  ## the whole system in one process: embedded SQLite store, in-process bus, demo data
-	$(UV) run ferry-api demo
+	$(UV) run ferry-demo
 
-up: install  ## the distributed stack against the running PostgreSQL and RabbitMQ
+up: install  ## the distributed stack against the running PostgreSQL and RabbitMQ (own database, vhost; demo data)
 	$(UV) run python deploy/local/stack.py
 
 services:  ## start the local PostgreSQL and RabbitMQ the tests use, if installed and stopped
@@ -27,10 +27,11 @@ check-packages:  ## each package installed alone with only its declared dependen
 test-fast: install  ## unit and contract tests only
 	$(UV) run pytest -q tests/unit tests/contract
 
-lint: install
+lint: install  ## ruff, mypy, and the import rules of pyproject.toml's [tool.importlinter]
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run lint-imports
 
 format: install
 	$(UV) run ruff format .

@@ -15,9 +15,9 @@ import asyncpg
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
-from ferry_api.accounts import create_user
-from ferry_api.app import create_app
-from ferry_api.runtime import running
+from ferry_api.bootstrap import running
+from ferry_api.commands.accounts import create_user
+from ferry_api.http.asgi import asgi_app
 from ferry_api.settings import Settings
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS
@@ -117,7 +117,7 @@ async def ferry_api(
     )
     sink = await open_bus(amqp_url)  # the staging agent's place: StagingRequested is routable
     await sink.declare_queue("bench-sink", ["#"], EVENTS)
-    async with running(settings) as runtime, serving(create_app(runtime)) as url:
+    async with running(settings) as runtime, serving(asgi_app(runtime)) as url:
         await create_user(runtime, "bench-admin", "admin", PASSWORD, by="bench")
         await create_user(runtime, "bench-dev", "developer", PASSWORD, by="bench")
         async with httpx.AsyncClient(base_url=url) as http:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ferry_events.registry import Event
 from ferry_events.schemas import HostSyncRequested, ReleaseTagged, ReleaseTagRequested
+from ferry_events.signing import generate_key
 from ferry_publisher.handlers import tag_release
 from ferry_publisher.releases import Publisher
 from ferry_publisher.rsyncd import RsyncDaemon
@@ -298,10 +299,12 @@ async def idle_rss(root: Path) -> Figure:
     target = root / "rss-host"
     target.mkdir(parents=True)
     agent_bin = host_install(root / "agent-venv")
+    generate_key(root / "api.key")  # the agent does not start without a trusted key
     with vhost() as amqp_url:
         (root / "agent.toml").write_text(
             f'host = "web-rss"\nrsync_source = "rsync://ferry@127.0.0.1:1/"\n'
-            f'state_dir = "{root / "rss-state"}"\n[apps.{APP}]\ntarget = "{target}"\n'
+            f'state_dir = "{root / "rss-state"}"\ntrusted_keys = ["{root / "api.key.pub"}"]\n'
+            f'[apps.{APP}]\ntarget = "{target}"\n'
         )
         env = {
             **os.environ,

@@ -2,6 +2,10 @@
 publisher with its own rsync daemon, one rsync agent per host) on a fresh database, vhost and
 directory tree; each service is a processes.Service with its own environment, data directory and
 log file, and is ready once it answers (the API) or consumes its queue (the agents).
+
+The API signs its commands with a key of the cluster's own, which every agent trusts. Every
+process logs in to the vhost as the tests' one broker user (guest), so the API runs with
+FERRY_SHARED_BROKER_USER; tests/security runs the strict way, a broker user per agent.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import aio_pika
 from aio_pika.exceptions import AMQPError
+from ferry_events.signing import generate_key
 from processes import BIN, Service, answers_ready, clean_env, free_port
+from yarl import URL
 
 HostSpec = tuple[str, str, int | None]  # host name, rsync user, bandwidth limit (KiB/s)
 # web-3 pulls with an rsync login of its own.
@@ -70,6 +76,19 @@ class Cluster:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def signing_key(self) -> Path:
+        """The API's command signing key (made on first use); agents trust `<it>.pub`."""
+        path = self.root / "keys" / "api.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            generate_key(path)
+        return path
+
+    @property
+    def trusted_key(self) -> Path:
+        return Path(f"{self.signing_key}.pub")
+
     def add(
         self,
         name: str,
@@ -95,6 +114,8 @@ class Cluster:
             FERRY_SECRET_KEY=self.secret_key,
             FERRY_ALLOW_FILE_URLS="true",
             FERRY_HEARTBEAT_TIMEOUT_SECONDS="3",
+            FERRY_SIGNING_KEY_FILE=str(self.signing_key),
+            FERRY_SHARED_BROKER_USER=URL(self.broker_url).user or "guest",
         )
 
     async def ferry_api(self, *args: str, **env: str) -> str:
@@ -130,6 +151,7 @@ class Cluster:
             FERRY_RELEASE_REPO_BASE=str(self.publisher_dir / "repos"),
             FERRY_ALLOW_FILE_URLS="true",
             FERRY_COMMAND_TIMEOUT="120",
+            FERRY_TRUSTED_KEYS=str(self.trusted_key),
         )
         return self.add(
             "staging-agent", [str(BIN / "ferry-staging-agent")], env, self._consuming("staging")
@@ -146,6 +168,7 @@ class Cluster:
             FERRY_RSYNC_PASSWORD=self.rsync_logins[main],
             FERRY_RSYNC_MORE_USERS=json.dumps({user: self.rsync_logins[user] for user in more}),
             FERRY_COMMAND_TIMEOUT="120",
+            FERRY_TRUSTED_KEYS=str(self.trusted_key),
         )
         return self.add(
             "publisher", [str(BIN / "ferry-publisher")], env, self._consuming("publisher")
@@ -160,9 +183,8 @@ class Cluster:
         for app in self.apps:
             host.target(app).mkdir(parents=True, exist_ok=True)
         config = home / "agent.toml"
-        config.write_text(
-            agent_toml(host, self.rsync_port, password_file, home / "state", self.apps)
-        )
+        toml = agent_toml(host, self.rsync_port, password_file, home / "state", self.apps)
+        config.write_text(f"trusted_keys = [{json.dumps(str(self.trusted_key))}]\n" + toml)
         env = clean_env(FERRY_AGENT_CONFIG=str(config), FERRY_BROKER_URL=self.broker_url)
         self.hosts[host.name] = host
         return self.add(

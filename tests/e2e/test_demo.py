@@ -1,4 +1,4 @@
-"""`ferry-api demo` (`make run`) as a user starts it: one process with the embedded store and
+"""`ferry-demo` (`make run`) as a user starts it: one process with the embedded store and
 bus, whose staging agent, publisher and two rsync agents take a demo ticket all the way to
 published on demo-1 and demo-2, a second release, and back by a rollback."""
 
@@ -34,7 +34,7 @@ async def demo(tmp_path: Path, watch_logs: Callable[[Service], None]) -> AsyncIt
         FERRY_RSYNC_PORT=str(free_port()),
         FERRY_DEMO_PASSWORD=PASSWORD,
     )
-    argv = [str(BIN / "ferry-api"), "demo"]
+    argv = [str(BIN / "ferry-demo")]
     url = f"http://127.0.0.1:{port}"
     service = Service(
         "demo", argv, env, tmp_path / "cwd", tmp_path / "demo.log", answers_ready(url)

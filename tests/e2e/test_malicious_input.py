@@ -1,6 +1,8 @@
 """Hostile refs and URLs, the classic ways to make git or a shell run a command, are refused at
 the API (422, nothing written) and, forged straight onto the bus, by the staging agent (reported
-as StagingFailed); no command ever runs: the file they would create never appears."""
+as StagingFailed); no command ever runs: the file they would create never appears. The forged
+commands are signed with the API's own key, as if the API itself had been fooled: the staging
+agent's checks are the line behind the signature (tests/security: what no trusted key signed)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from cluster import Cluster
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS
 from ferry_events.envelope import Message, Metadata, StoredEvent
+from ferry_events.signing import CommandSigner, load_private_key
 from ferry_rest import Ferry, app_body
 from processes import wait_until
 from source_repos import GitSource, snapshot
@@ -119,7 +122,8 @@ async def test_forged_staging_commands_on_the_bus_are_refused_by_the_agent(
                 completed.append(data["ticket_id"])
 
         consumer = await bus.consume("e2e.staging-reports", collect)
-        commands = [forged_command(tid, src, ref) for tid, (src, ref) in forged.items()]
+        signer = CommandSigner(load_private_key(cluster.signing_key))
+        commands = [signer.sign(forged_command(tid, s, ref)) for tid, (s, ref) in forged.items()]
         await bus.publish(EVENTS, commands)  # mandatory: the staging agent's queue takes them
 
         async def all_refused() -> bool:

@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from ferry_api.accounts import create_user
-from ferry_api.app import create_app
-from ferry_api.runtime import Runtime, running
+from ferry_api.bootstrap import running
+from ferry_api.commands.accounts import create_user
+from ferry_api.http.asgi import asgi_app
+from ferry_api.runtime import Runtime
 from ferry_api.settings import Settings
 from ferry_events.schemas import Role
 
@@ -27,12 +28,14 @@ SECRET_KEY = "test-only-" + "k" * 40
 def make_api_settings(
     database_url: str, broker_url: str, data_dir: Path, **overrides: Any
 ) -> Settings:
+    """The API beside stand-in agents that all log in as the tests' one broker user (guest):
+    the development mode FERRY_SHARED_BROKER_USER (tests/security runs strict)."""
     return Settings(
         database_url=database_url,
         broker_url=broker_url,
         data_dir=data_dir,
         secret_key=SECRET_KEY,
-        **overrides,
+        **({"shared_broker_user": "guest"} | overrides),
     )
 
 
@@ -75,7 +78,7 @@ class Api:
 @contextlib.asynccontextmanager
 async def serving_api(settings: Settings) -> AsyncIterator[Api]:
     async with running(settings) as runtime:
-        app = create_app(runtime)
+        app = asgi_app(runtime)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ferry") as http:
             yield Api(runtime, app, http)

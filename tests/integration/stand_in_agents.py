@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 from api_client import Api
-from ferry_api import reports
-from ferry_api.app import create_app
-from ferry_api.runtime import running
+from ferry_api.bootstrap import running
+from ferry_api.http.asgi import asgi_app
+from ferry_api.workers import reports
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS, Bus
 from ferry_events.envelope import Message, Metadata
@@ -146,9 +146,9 @@ class Ferry:
         """A second API process on the same database and broker (it runs only its read
         models: the first one does the background work)."""
         async with running(self.runtime.settings, start_workers=False) as runtime:
-            views = asyncio.create_task(runtime.views.run())
+            views = asyncio.create_task(runtime.projector.run())
             try:
-                transport = httpx.ASGITransport(app=create_app(runtime))
+                transport = httpx.ASGITransport(app=asgi_app(runtime))
                 async with httpx.AsyncClient(transport=transport, base_url="http://b") as http:
                     yield http
             finally:

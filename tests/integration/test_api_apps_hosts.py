@@ -90,6 +90,8 @@ BAD_APPS = [
     ("source.url", {"source": {"type": "git", "url": "ext::sh -c touch% /tmp/pwned"}}),
     ("source.url", {"source": {"type": "svn", "url": "svn+ssh://-oProxyCommand=x/r"}}),
     ("source.url", {"source": {"type": "svn", "url": "https://svn.example.com/r\n--x"}}),
+    ("source.url", {"source": {"type": "git", "url": "https://ci:t0ken@git.example.com/s"}}),
+    ("source.url", {"source": {"type": "svn", "url": "svn://t0ken@svn.example.com/r"}}),
     ("source.type", {"source": {"type": "cvs", "url": "https://cvs.example.com/r"}}),
     ("source.url", {"source": {"type": "git"}}),
     ("hosts.0", {"hosts": ["-oProxyCommand=x"]}),
@@ -104,6 +106,7 @@ BAD_APPS = [
     ("excludes.0", {"excludes": ["--delete-excluded"]}),
     ("excludes.0", {"excludes": ["+ secrets"]}),
     ("staging_url", {"staging_url": "javascript:alert(1)"}),
+    ("staging_url", {"staging_url": "https://qa:pw@staging.example.com/"}),
     ("owner", {"owner": "me"}),
 ]
 
@@ -355,7 +358,7 @@ async def test_users_apps_and_hosts_read_models_rebuild_to_the_same_state(
     collections = ["users", "tokens", "apps", "hosts", "app_hosts"]
     before = await snapshot(api, collections)
     assert all(before.values())
-    await api.runtime.views.rebuild(["users", "apps", "hosts"])
+    await api.runtime.projector.rebuild(["users", "apps", "hosts"])
     assert await snapshot(api, collections) == before
     # Secrets and heartbeats are not projections: a rebuild keeps them.
     assert (await api.http.get("/api/v1/me", headers=await api.login("dev"))).status_code == 200

@@ -128,6 +128,7 @@ async def test_an_expired_session_is_refused(api: Api) -> None:
     claims = {
         "sub": "dev",
         "sv": user["session_version"],
+        "sid": "a-session-id",  # what a logout would end; a token without one is refused
         "aud": "ferry-api",
         "iat": datetime.now(UTC) - timedelta(hours=2),
         "exp": datetime.now(UTC) - timedelta(seconds=1),
@@ -140,6 +141,10 @@ async def test_an_expired_session_is_refused(api: Api) -> None:
         {**claims, "exp": datetime.now(UTC) + timedelta(minutes=5)}, SECRET_KEY, algorithm="HS256"
     )
     assert (await api.http.get("/api/v1/me", headers=bearer(valid))).status_code == 200
+    fresh = {**claims, "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    del fresh["sid"]
+    without_sid = jwt.encode(fresh, SECRET_KEY, algorithm="HS256")
+    assert (await api.http.get("/api/v1/me", headers=bearer(without_sid))).status_code == 401
     unsigned = jwt.encode(
         {**claims, "exp": datetime.now(UTC) + timedelta(minutes=5)}, key=None, algorithm="none"
     )
@@ -206,7 +211,9 @@ async def test_developers_and_leads_cannot_manage_users_or_apps(api: Api) -> Non
 async def test_anyone_may_change_their_own_password(api: Api) -> None:
     dev = await api.user("dev", "developer")
     response = await api.http.patch(
-        "/api/v1/users/dev", json={"password": "brand-new-secret"}, headers=dev
+        "/api/v1/users/dev",
+        json={"password": "brand-new-secret", "current_password": password_of("dev")},
+        headers=dev,
     )
     assert response.status_code == 200, response.text
     assert (await api.http.get("/api/v1/me", headers=dev)).status_code == 401  # session ended
@@ -305,7 +312,7 @@ async def test_create_admin_makes_the_first_admin(api: Api, pg_url: str, tmp_pat
     done = ferry_api("create-admin", "root", env=env)
     assert done.returncode == 0, done.stderr
     assert "admin 'root' created" in done.stdout
-    await api.runtime.views.catch_up()  # the CLI wrote to the log; this API projects it
+    await api.runtime.projector.catch_up()  # the CLI wrote to the log; this API projects it
     session = await api.login("root", "first-admin-password")
     me = await api.http.get("/api/v1/me", headers=session)
     assert me.json()["role"] == "admin"

@@ -1,6 +1,6 @@
 """The `ferry` command line against the real API served on a local port (Postgres, RabbitMQ,
 its workers): login keeps a private token, tickets are filed, listed, shown and followed live, and
-a refused action prints the API's own message and fails."""
+a refused action prints the API's own message and fails; `ferry audit` names `ferry-api audit`."""
 
 from __future__ import annotations
 
@@ -170,3 +170,10 @@ async def test_admin_commands_apps_users_tokens_and_hosts(cli: Cli) -> None:
     assert code == 0, out + err
     code, out, err = await cli.run("tickets", "list", FERRY_TOKEN=token["token"])
     assert code != 0 and "unauthorized" in err.lower(), out + err
+
+
+async def test_audit_points_to_ferry_api_audit(cli: Cli) -> None:
+    # The audit reads the database directly, so it lives where ferry-api is installed.
+    code, _, err = await cli.run("audit", "verify", "--database-url", "sqlite:///nowhere.db")
+    assert code == 1
+    assert "ferry-api audit verify|replay|host|export" in err

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from api_client import Api, make_api_settings, serving_api
-from ferry_api import process, sync_deadlines
-from ferry_api.runtime import running
+from ferry_api.bootstrap import running
+from ferry_api.workers import process, sync_deadlines
 from ferry_events.envelope import StoredEvent
 from ferry_events.schemas import HostSyncFailed, HostSyncRequested, PublishFailed
 from stand_in_agents import WAIT, Ferry, stand_ins
@@ -53,7 +53,7 @@ async def recorded(ferry: Ferry, ticket: str, event_type: str, count: int) -> No
             await asyncio.sleep(0.05)
         while await store.checkpoint(process.CHECKPOINT) < await store.last_position():
             await asyncio.sleep(0.05)
-    await ferry.runtime.views.caught_up(await store.last_position())
+    await ferry.runtime.projector.caught_up(await store.last_position())
 
 
 async def web3_silent(ferry: Ferry) -> str:

@@ -14,13 +14,14 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from api_client import over_tcp, serving_api
+from api_client import make_api_settings, over_tcp, serving_api
 from fastapi import FastAPI, Request, Response
 from ferry_api.settings import Settings
-from ferry_api.webhook_deliveries import DELIVERIES
+from ferry_api.workers.webhook_deliveries import DELIVERIES
 from stand_in_agents import Ferry, stand_ins
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -61,6 +62,12 @@ class Receiver:
             while len(self.posts.get(kind, [])) < count:
                 await asyncio.sleep(0.05)
         return [body for _, body in self.posts[kind][:count]]
+
+
+@pytest.fixture
+def api_settings(pg_url: str, amqp_url: str, tmp_path: Path) -> Settings:
+    """The receivers listen on 127.0.0.1, an inside address: allowed explicitly."""
+    return make_api_settings(pg_url, amqp_url, tmp_path, webhook_allow_hosts="127.0.0.1")
 
 
 @pytest.fixture
@@ -308,6 +315,7 @@ async def test_bad_webhooks_are_refused_and_write_nothing(ferry: Ferry) -> None:
         {**good, "url": "not a url"},
         {**good, "url": "https:///no-host"},
         {**good, "url": "https://hooks.example.com:99999/x"},
+        {**good, "url": "https://169.254.169.254/latest/meta-data/"},  # inside, not allowed
         {**good, "format": "teams"},
         {**good, "events": []},
         {**good, "events": ["deployed"]},

@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: a running Ferry and Debian's Chromium driven by Playwright.
 
-Two kinds of Ferry, each a `ferry-api` subprocess on a free port with a fresh data directory:
-  embedded_ferry     `ferry-api demo`: SQLite, the in-process bus and the real agents in-process
+Two kinds of Ferry, each a subprocess on a free port with a fresh data directory:
+  embedded_ferry     `ferry-demo`: SQLite, the in-process bus and the real agents in-process
   distributed_ferry  `ferry-api serve` on a fresh PostgreSQL database and RabbitMQ vhost, with the
                      stand-in agents of ui_stand_ins.py answering its commands over the real bus
 """
@@ -15,7 +15,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from ferry_api.demo import DEMO_APP, DEMO_HOSTS, DEMO_USERS, demo_tasks
+from ferry_demo.agents import agent_tasks
+from ferry_demo.seed import DEMO_APP, DEMO_HOSTS, DEMO_USERS
+from ferry_events.signing import generate_key
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -44,8 +46,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
 def _demo_runs_agents() -> bool:
     try:
-        return bool(demo_tasks())
-    except ImportError:  # the agents are an optional extra of ferry-api
+        return bool(agent_tasks())
+    except ImportError:  # an agent package not installed
         return False
 
 
@@ -78,7 +80,11 @@ async def served_ferry(pg_url: str, amqp_url: str, tmp_path: Path) -> AsyncItera
         "FERRY_BROKER_URL": amqp_url,
         "FERRY_SECRET_KEY": secrets.token_urlsafe(48),
         "FERRY_LOG_LEVEL": "WARNING",
+        # The stand-in agents all log in as guest, and take commands without checking them.
+        "FERRY_SHARED_BROKER_USER": "guest",
+        "FERRY_SIGNING_KEY_FILE": str(tmp_path / "api.key"),
     }
+    generate_key(tmp_path / "api.key")
     data_dir = tmp_path / "ferry"
     data_dir.mkdir(parents=True)
     passwords = {"admin": new_password(), "lead": new_password(), "dev": new_password()}
@@ -131,7 +137,7 @@ def ferry(embedded_ferry: Ferry) -> Ferry:
 
 def needs_agents(ferry: Ferry) -> None:
     if ferry.agents == "none":
-        pytest.skip("the embedded demo runs no agents (ferry_api.demo.demo_tasks() is empty)")
+        pytest.skip("the embedded demo runs no agents (ferry_demo.agents.agent_tasks() is empty)")
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ferry_api.accounts import create_user
-from ferry_api.app import create_app
-from ferry_api.runtime import Runtime, running
+from ferry_api.bootstrap import running
+from ferry_api.commands.accounts import create_user
+from ferry_api.http.asgi import asgi_app
+from ferry_api.runtime import Runtime
 from ferry_api.settings import Settings
 
 PASSWORD = "pw-dev-correct-horse"
@@ -28,7 +29,7 @@ async def runtime(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 def client(runtime: Runtime, scheme: str = "http") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=asgi_app(runtime))
     return httpx.AsyncClient(transport=transport, base_url=f"{scheme}://ferry.test")
 
 

@@ -89,7 +89,8 @@ class Ferry:
 async def ferry_process(
     command: str, env: Mapping[str, str], data_dir: Path
 ) -> AsyncIterator[tuple[str, Path]]:
-    """`ferry-api <command>` until the block ends; yields its base URL once it answers."""
+    """`ferry-api <command>` (`ferry-demo` for "demo") until the block ends; yields its base URL
+    once it answers."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"ferry-api-{command}.log"
@@ -102,7 +103,7 @@ async def ferry_process(
     }
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ferry_api.main", command],
+            _argv(command),
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -118,6 +119,12 @@ async def ferry_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _argv(command: str) -> list[str]:
+    if command == "demo":
+        return [sys.executable, "-m", "ferry_demo"]
+    return [sys.executable, "-m", "ferry_api.main", command]
 
 
 async def _until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

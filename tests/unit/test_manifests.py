@@ -1,4 +1,4 @@
-"""Offline checks of deploy/k8s and the services' Dockerfiles: Kubernetes schemas (strict, from
+"""Offline checks of deploy/k8s and the images' Dockerfile: Kubernetes schemas (strict, from
 kubernetes-validate), the security settings, the wiring between settings, secrets and volumes."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 BASE, OVERLAY = K8S / "base", K8S / "overlays" / "example"
 SECRET_EXAMPLE = K8S / "examples" / "secret.example.yaml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"  # one for every image: --build-arg SERVICE=<name>
 # The oldest Kubernetes we claim to support, and the newest whose schemas the package ships.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
@@ -302,9 +303,9 @@ def test_overlay_sets_namespace_images_and_replicas() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    lines = [x for x in path.read_text().splitlines() if not x.lstrip().startswith("#")]
+    lines = [x for x in text.splitlines() if not x.lstrip().startswith("#")]
     joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     return [
         (word.upper(), rest.strip())
@@ -313,11 +314,35 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     ]
 
 
+def image_instructions(service: str) -> list[tuple[str, str]]:
+    """What `docker build -f deploy/Dockerfile --build-arg SERVICE=<service>` runs: the final
+    stage, the stages it is built FROM and those it copies from, in file order."""
+    text = DOCKERFILE.read_text().replace("${SERVICE}", service).replace("$SERVICE", service)
+    stages: list[tuple[str, str, list[tuple[str, str]]]] = []  # (name, base, instructions)
+    for op, args in dockerfile_instructions(text):
+        if op == "FROM":
+            base, _, name = args.partition(" AS ")
+            stages.append((name.strip() or f"#{len(stages)}", base.strip(), []))
+        if stages:
+            stages[-1][2].append((op, args))
+    by_name = {name: (base, found) for name, base, found in stages}
+    wanted, todo = set(), [stages[-1][0]]
+    while todo:
+        name = todo.pop()
+        wanted.add(name)
+        base, found = by_name[name]
+        sources = [base] + [a.split()[0].removeprefix("--from=") for o, a in found if o == "COPY"]
+        todo += [s for s in sources if s in by_name and s not in wanted]
+    return [i for name, _, found in stages if name in wanted for i in found]
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_dockerfile_is_slim_non_root_and_copies_only_its_own_code(service: str) -> None:
-    instructions = dockerfile_instructions(ROOT / "services" / service / "Dockerfile")
+    instructions = image_instructions(service)
+    stage_names = {a.partition(" AS ")[2].strip() for op, a in instructions if op == "FROM"}
     stages = [args for op, args in instructions if op == "FROM"]
-    assert stages and all(s.split()[0].startswith("python:3.11-slim") for s in stages)
+    images = [s.split()[0] for s in stages if s.split()[0] not in stage_names]
+    assert images and all(image.startswith("python:3.11-slim") for image in images)
     users = [args for op, args in instructions if op == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}, "the image runs as root"
     own = ("libs/events", f"services/{service}")
@@ -342,6 +367,14 @@ def test_dockerfile_is_slim_non_root_and_copies_only_its_own_code(service: str) 
     words = set(installs.split()) - {"apt-get", "update", "install", "--yes", "&&", "rm", "-rf"}
     packages = {w for w in words if not w.startswith(("-", "/"))}
     assert packages == APT_PACKAGES[service]
+    entrypoints = [a for op, a in instructions if op == "ENTRYPOINT"]
+    assert entrypoints == [f'["ferry-{service}"]'], "the image runs its own service"
+
+
+def test_dockerfile_builds_no_image_without_a_service() -> None:
+    lines = DOCKERFILE.read_text().splitlines()
+    assert "ARG SERVICE" in lines, "a default SERVICE would hide a forgotten --build-arg"
+    assert lines[-1].startswith("USER ") and "FROM ${SERVICE}" in lines
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:

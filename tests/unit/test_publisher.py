@@ -10,10 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ from ferry_events import manifest
 from ferry_events.backends import open_bus
 from ferry_events.bus import EVENTS, REPORTS
 from ferry_events.bus_memory import MemoryBus
-from ferry_events.envelope import Message, StoredEvent
+from ferry_events.envelope import Message
 from ferry_events.registry import Event, parse_event
 from ferry_events.schemas import (
     ReleaseTagFailed,
@@ -31,8 +28,8 @@ from ferry_events.schemas import (
     StagingCompleted,
     StagingRequested,
 )
+from ferry_publisher.daemon import rsync_daemon
 from ferry_publisher.handlers import tag_release
-from ferry_publisher.main import rsync_daemon
 from ferry_publisher.main import run as run_publisher
 from ferry_publisher.releases import Publisher
 from ferry_publisher.settings import Settings
@@ -40,6 +37,8 @@ from ferry_staging_agent import settings as staging_settings
 from ferry_staging_agent.handlers import stage_ticket
 from ferry_staging_agent.stager import Stager
 from pydantic import SecretStr
+
+from .agent_bus import free_port, relayed, scrape, trusted_key_file
 
 MARKER = Path(f"/tmp/ferry-pwned-{uuid.uuid4().hex}")
 REASON = f"#123 fix checkout; $(touch {MARKER}) `touch {MARKER}` 'quoted'\n\nsecond paragraph"
@@ -77,7 +76,11 @@ class Reports(list[Event]):
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", rsync_password="not-used-here")
+    return Settings(
+        data_dir=tmp_path / "data",
+        rsync_password="not-used-here",
+        trusted_keys=[trusted_key_file(tmp_path / "keys")],
+    )
 
 
 @pytest.fixture
@@ -402,29 +405,11 @@ async def test_a_host_pulling_a_pruned_release_gets_it_rebuilt_from_its_tag(
     assert b"shop has no release 7" in missing.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.rabbitmq
 async def test_the_publisher_process_tags_from_the_bus_and_serves_over_rsync(
     amqp_url: str, work: Path, settings: Settings, tmp_path: Path
 ) -> None:
     cmd = tag_request(work, stage(work, settings, "t1"), "t1", 1)
-    stored = StoredEvent(
-        position=9,
-        stream="ticket-t1",
-        version=8,
-        event_id=uuid.uuid4(),
-        type=cmd.type_name,
-        schema_version=1,
-        data=cmd.model_dump(mode="json"),
-        metadata={},
-        recorded_at=datetime.now(UTC),
-        hash="0" * 64,
-    )
     bus = await open_bus(amqp_url)
     received: asyncio.Queue[Message] = asyncio.Queue()
     await bus.declare_queue("test-reports", ["release.#"], REPORTS)
@@ -437,12 +422,13 @@ async def test_the_publisher_process_tags_from_the_bus_and_serves_over_rsync(
         FERRY_DATA_DIR=str(settings.data_dir),
         FERRY_RSYNC_PORT=str(port),
         FERRY_RSYNC_PASSWORD="pw-of-test",
+        FERRY_TRUSTED_KEYS=",".join(map(str, settings.trusted_keys)),
     )
     process = subprocess.Popen(
         [Path(sys.executable).parent / "ferry-publisher"], env=env, stderr=subprocess.PIPE
     )
     try:
-        await bus.publish(EVENTS, [Message.of_stored(stored, "release.tag_requested")])
+        await bus.publish(EVENTS, [relayed(cmd)])
         report = await asyncio.wait_for(received.get(), 60)
         tagged = parse_event(report.type, 1, report.body["data"])
         assert isinstance(tagged, ReleaseTagged), report.body
@@ -463,34 +449,10 @@ async def test_the_publisher_process_tags_from_the_bus_and_serves_over_rsync(
         pass  # the daemon stopped with the publisher
 
 
-async def scrape(port: int) -> str:
-    """GET /metrics once the publisher serves it (it starts serving after binding its queue)."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                return str(r.read().decode())
-        except OSError:
-            assert time.monotonic() < deadline, "no /metrics endpoint"
-            await asyncio.sleep(0.05)
-
-
 async def test_the_publisher_counts_tag_commands_on_its_metrics_endpoint(
     work: Path, settings: Settings
 ) -> None:
     cmd = tag_request(work, stage(work, settings, "t1"), "t1", 1)
-    stored = StoredEvent(
-        position=9,
-        stream="ticket-t1",
-        version=8,
-        event_id=uuid.uuid4(),
-        type=cmd.type_name,
-        schema_version=1,
-        data=cmd.model_dump(mode="json"),
-        metadata={},
-        recorded_at=datetime.now(UTC),
-        hash="0" * 64,
-    )
     bus = MemoryBus()
     received: asyncio.Queue[Message] = asyncio.Queue()
     await bus.declare_queue("test-reports", ["release.#"], REPORTS)
@@ -501,7 +463,7 @@ async def test_the_publisher_counts_tag_commands_on_its_metrics_endpoint(
     publisher = asyncio.create_task(run_publisher(served, stop, bus))
     try:
         assert 'result="completed"' not in await scrape(port)
-        await bus.publish(EVENTS, [Message.of_stored(stored, "release.tag_requested")])
+        await bus.publish(EVENTS, [relayed(cmd)])
         assert (await asyncio.wait_for(received.get(), 60)).type == "release.tagged"
 
         text = await scrape(port)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from ferry_publisher.rsyncd import RsyncDaemon
+from ferry_rsync_agent.rsync import Pull
 
 PASSWORD = "s3cret-pw"
 
@@ -45,7 +49,9 @@ def exports(tmp_path: Path) -> Path:
     return tmp_path / "exports"
 
 
-def make_daemon(tmp_path: Path, exports: Path, hosts_allow: str = "127.0.0.1") -> RsyncDaemon:
+def make_daemon(
+    tmp_path: Path, exports: Path, hosts_allow: str = "127.0.0.1", chroot: bool | None = None
+) -> RsyncDaemon:
     return RsyncDaemon(
         exports,
         tmp_path / "run",
@@ -54,6 +60,7 @@ def make_daemon(tmp_path: Path, exports: Path, hosts_allow: str = "127.0.0.1") -
         user="ferry",
         password=PASSWORD,
         hosts_allow=hosts_allow,
+        chroot=chroot,
     )
 
 
@@ -132,3 +139,68 @@ async def test_refuses_hosts_not_allowed(tmp_path: Path, exports: Path) -> None:
     # rsync 3.5 hides a module from a host it may not serve; older ones say "access denied".
     assert "access denied" in pulled.stderr or "Unknown module 'shop'" in pulled.stderr
     assert not (tmp_path / "host" / "index.html").exists()
+
+
+@pytest.fixture
+def readable_by_all() -> Iterator[Path]:
+    """A directory any user may read: a daemon that starts as root without chroot serves its
+    modules as `nobody`, who cannot enter pytest's private tmp_path."""
+    base = Path(tempfile.mkdtemp(prefix="ferry-rsyncd-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base)
+
+
+IN_TREE_LINKS = {"home": "index.html", "lib": "static", "static/up": "../index.html"}
+
+
+def release_with_links(exports: Path) -> Path:
+    release = exports / "shop" / "1"
+    (release / "static").mkdir(parents=True)
+    (release / "index.html").write_text("release 1\n")
+    (release / "static" / "app.js").write_text("js\n")
+    for link, target in IN_TREE_LINKS.items():
+        (release / link).symlink_to(target)
+    (release / "etc").symlink_to("/etc")  # no export holds one (tree_rules); the daemon's own
+    (release / "up").symlink_to("../../../../../../../../etc")  # guard is tested with them
+    for directory in (exports, exports / "shop", release, release / "static"):
+        directory.chmod(0o755)
+    return release
+
+
+@pytest.mark.parametrize("chroot", [True, False], ids=["chroot", "no-chroot"])
+async def test_in_tree_symlinks_reach_a_host_verbatim_and_nothing_is_read_through_a_link_out(
+    readable_by_all: Path, chroot: bool
+) -> None:
+    if chroot and os.geteuid() != 0:
+        pytest.skip("chroot needs root")
+    release_with_links(readable_by_all / "exports")
+    password_file = readable_by_all / "password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    names = readable_by_all / "names"
+    names.write_bytes(b"".join(f"1/./{link}".encode() + b"\0" for link in IN_TREE_LINKS))
+    async with make_daemon(readable_by_all, readable_by_all / "exports", chroot=chroot) as daemon:
+        assert f"use chroot = {'yes' if chroot else 'no'}" in daemon.config.read_text()
+        assert "munge symlinks = no" in daemon.config.read_text()
+        whole = Pull(url(daemon, "shop/1/"), readable_by_all / "whole", password_file)
+        listed = readable_by_all / "listed"
+        by_list = replace(
+            whole, source_url=url(daemon, "shop/"), destination=listed, files_from=names
+        )
+        listed.mkdir()
+        for pull in (whole, by_list):  # as the agent pulls: a whole tree, or a delta's list
+            done = subprocess.run(pull.argv(), capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+        through = [
+            rsync("-a", url(daemon, f"shop/1/{link}/hostname"), str(readable_by_all / link))
+            for link in ("etc", "up")
+        ]
+    for host in ("whole", "listed"):
+        received = {link: os.readlink(readable_by_all / host / link) for link in IN_TREE_LINKS}
+        assert received == IN_TREE_LINKS  # not munged, not dropped
+    assert (readable_by_all / "whole" / "lib" / "app.js").read_text() == "js\n"
+    assert not os.path.lexists(readable_by_all / "whole" / "etc")  # --safe-links on the host
+    for link, refused in zip(("etc", "up"), through, strict=True):
+        assert refused.returncode != 0
+        assert not os.path.lexists(readable_by_all / link)

@@ -8,8 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +25,21 @@ from ferry_events.schemas import (
     StagingRequested,
     StagingStarted,
 )
-from ferry_staging_agent.handlers import stage_message, stage_ticket
+from ferry_staging_agent.handlers import stage_ticket
 from ferry_staging_agent.main import run as run_agent
 from ferry_staging_agent.settings import Settings
 from ferry_staging_agent.stager import Stager
+
+from .agent_bus import (
+    drained,
+    free_port,
+    listen_to_reports,
+    publish_once_bound,
+    relayed,
+    scrape,
+    signed,
+    trusted_key_file,
+)
 
 
 def run(*argv: str, cwd: Path | None = None) -> str:
@@ -97,7 +106,12 @@ def source(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", allow_file_urls=True, keep_trees=2)
+    return Settings(
+        data_dir=tmp_path / "data",
+        allow_file_urls=True,
+        keep_trees=2,
+        trusted_keys=[trusted_key_file(tmp_path / "keys")],
+    )
 
 
 def request(source: Path | str, ref: str, ticket: str = "t1", **kw: object) -> StagingRequested:
@@ -311,31 +325,24 @@ async def test_a_forged_command_off_the_bus_is_reported_as_failed(
         recorded_at=datetime.now(UTC),
         hash="0" * 64,
     )
-    reports = Reports()
-    await stage_message(
-        Message.of_stored(stored, "ticket.staging_requested"), Stager(settings), reports
-    )
+    bus = MemoryBus()
+    received = await listen_to_reports(bus, "staging.#")
+    stop = asyncio.Event()
+    agent = asyncio.create_task(run_agent(settings, stop, bus))
+    try:
+        # Signed: even behind a trusted key, the agent's own checks are a second line.
+        forged = signed(Message.of_stored(stored, "ticket.staging_requested"))
+        await publish_once_bound(bus, forged)
+        # and anything else it would report comes meanwhile
+        reports = [await asyncio.wait_for(received.get(), 30), *await drained(received)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(agent, 15)
+    failed = [parse_event(r.type, 1, r.body["data"]) for r in reports]
 
-    assert len(reports) == 1 and isinstance(reports[0], StagingFailed)
-    assert "ref" in reports[0].reason
+    assert len(failed) == 1 and isinstance(failed[0], StagingFailed)
+    assert "ref" in failed[0].reason
     assert not marker.exists()
-
-
-def stored_command(cmd: StagingRequested) -> Message:
-    """The message the relay would publish for this command once the API stored it."""
-    stored = StoredEvent(
-        position=7,
-        stream=f"ticket-{cmd.ticket_id}",
-        version=2,
-        event_id=uuid.uuid4(),
-        type=cmd.type_name,
-        schema_version=1,
-        data=cmd.model_dump(mode="json"),
-        metadata={"correlation_id": "corr-1"},
-        recorded_at=datetime.now(UTC),
-        hash="0" * 64,
-    )
-    return Message.of_stored(stored, cmd.routing_key())
 
 
 @pytest.mark.rabbitmq
@@ -347,12 +354,13 @@ async def test_the_agent_process_stages_from_the_bus_and_stops_on_sigterm(
     await bus.declare_queue("test-reports", ["staging.#"], REPORTS)
     await bus.declare_queue("staging", ["ticket.staging_requested"], EVENTS)
     await bus.consume("test-reports", received.put)
-    command = stored_command(request(source, "main", "t-bus"))
+    command = relayed(request(source, "main", "t-bus"), "corr-1")
     env = dict(
         os.environ,
         FERRY_BROKER_URL=amqp_url,
         FERRY_DATA_DIR=str(tmp_path / "agent"),
         FERRY_ALLOW_FILE_URLS="true",
+        FERRY_TRUSTED_KEYS=str(trusted_key_file(tmp_path / "keys")),
     )
     agent = subprocess.Popen(
         [Path(sys.executable).parent / "ferry-staging-agent"], env=env, stderr=subprocess.PIPE
@@ -375,24 +383,6 @@ async def test_the_agent_process_stages_from_the_bus_and_stops_on_sigterm(
     assert b'"event": "staging.completed"' in stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def scrape(port: int) -> str:
-    """GET /metrics once the agent serves it (it starts serving after binding its queue)."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                return str(r.read().decode())
-        except OSError:
-            assert time.monotonic() < deadline, "no /metrics endpoint"
-            await asyncio.sleep(0.05)
-
-
 async def test_the_agent_counts_staged_commands_on_its_metrics_endpoint(
     source: Path, settings: Settings
 ) -> None:
@@ -407,7 +397,7 @@ async def test_the_agent_counts_staged_commands_on_its_metrics_endpoint(
     )
     try:
         assert 'result="completed"' not in await scrape(port)
-        await bus.publish(EVENTS, [stored_command(request(source, "main", "t-metrics"))])
+        await bus.publish(EVENTS, [relayed(request(source, "main", "t-metrics"), "corr-1")])
         while (await asyncio.wait_for(received.get(), 60)).type != "staging.completed":
             pass
 

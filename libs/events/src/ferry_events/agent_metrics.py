@@ -1,16 +1,19 @@
 """Prometheus metrics of an agent, counted off the final report of each command and served by
-prometheus_client's own HTTP server. Imported only when an agent's metrics port is set (the
-agents declare prometheus-client themselves), so an agent without metrics never loads it."""
+prometheus_client's own HTTP server. prometheus_client (the `ferry-events[metrics]` extra) is
+imported only when an instance is made, which the agent runtime does only when a metrics port is
+set: an agent without metrics never loads it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from typing import TYPE_CHECKING
 
 from ferry_events.registry import Event
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
 Report = Callable[[Event], Awaitable[None]]
 
@@ -19,9 +22,15 @@ class CommandMetrics:
     """Commands by outcome and their duration. Own registry per agent, so several agents can
     run in one process (tests, the embedded demo)."""
 
+    registry: CollectorRegistry
+    commands: Counter
+    seconds: Histogram
+
     def __init__(
         self, prefix: str, command: str, completed: type[Event], failed: type[Event]
     ) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
         self.registry = CollectorRegistry()
         self._completed, self._failed = completed, failed
         self.commands = Counter(
@@ -47,17 +56,19 @@ class CommandMetrics:
         started = time.monotonic()
 
         async def counted(event: Event) -> None:
+            await report(event)  # first: a report the bus did not take is retried, not counted
             if isinstance(event, self._completed | self._failed):
                 self.observe(event)
                 app = getattr(event, "app")  # noqa: B009
                 self.seconds.labels(app=app).observe(time.monotonic() - started)
-            await report(event)
 
         return counted
 
     @contextmanager
     def served(self, address: str, port: int) -> Iterator[None]:
         """Serve /metrics on address:port for the duration of the block."""
+        from prometheus_client import start_http_server
+
         server, thread = start_http_server(port, addr=address, registry=self.registry)
         try:
             yield

@@ -99,6 +99,8 @@ class PostgresAppender:
                     request.error = StoreError(
                         f"append to {request.stream!r} unconfirmed: {error!r}"
                     )
+                    # Chained, so a consumer sees the outage behind it (failure_policy).
+                    request.error.__cause__ = error
             raise
 
     async def _write_one(self, request: _Append) -> None:

@@ -1,56 +1,51 @@
 """RabbitMqBus: the Bus over RabbitMQ (aio-pika): durable quorum queues, pipelined confirmed
-publishing, acked consuming with retry and dead-lettering; the robust connection restores all.
+publishing as the connection's own user (user_id), acked consuming with retry and dead-lettering,
+amqps with a private CA and client certificate; the robust connection restores consumers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import aio_pika
 import pydantic_core
-import structlog
 from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, ChannelClosed, DeliveryError, PublishError
+from aiormq.exceptions import ChannelAccessRefused, ChannelInvalidStateError
+from yarl import URL
 
+from ferry_events import rabbitmq_topology
 from ferry_events.bus import (
     DEAD,
-    ERROR_HEADER,
     EVENTS,
-    REPORTS,
+    HOLD_SECONDS,
     BusError,
     Handler,
     NotConfirmed,
+    Refused,
     Unroutable,
+    dead_letter_headers,
     dead_letter_queue,
 )
 from ferry_events.envelope import Message
-
-log = structlog.get_logger()
+from ferry_events.rabbitmq_consumer import BROKER_HEADERS, RabbitMqConsumer
+from ferry_events.rabbitmq_topology import DELIVERY_LIMIT, EXCHANGE_TYPES
 
 PUBLISH_WINDOW = 100  # confirms awaited at once: one round trip each would cap throughput
-DELIVERY_LIMIT = 20  # broker backstop, above any max_attempts: a consumer-crashing message dies too
-RETRY_BACKOFF = 0.1  # seconds before the 2nd attempt, doubled for each further one
-MAX_BACKOFF = 5.0
-BROKER_HEADERS = frozenset({"x-delivery-count"})  # attempt counting, not the publisher's
-
-DeadLetter = Callable[[str, AbstractIncomingMessage, str], Awaitable[None]]
+REOPEN_WAIT = 5.0  # seconds a publish waits for the channel a refusal (or an outage) closed
 
 
-def retry_delay(attempt: int) -> float:
-    return float(min(RETRY_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF))
-
-
-def to_amqp(message: Message) -> aio_pika.Message:
+def to_amqp(message: Message, user_id: str) -> aio_pika.Message:
     return aio_pika.Message(
         body=pydantic_core.to_json(message.body),
         content_type="application/json",
@@ -58,194 +53,100 @@ def to_amqp(message: Message) -> aio_pika.Message:
         message_id=message.message_id,
         type=message.type,
         headers={**message.headers},
+        user_id=user_id,
     )
 
 
-def from_amqp(incoming: AbstractIncomingMessage) -> Message:
-    if not incoming.message_id:
-        raise ValueError("message without message_id: consumers could not de-duplicate it")
-    return Message(
-        message_id=incoming.message_id,
-        routing_key=incoming.routing_key or "",
-        type=incoming.type or "",
-        body=json.loads(incoming.body),
-        headers=_text_headers(incoming.headers),
-        redelivered=bool(incoming.redelivered),
-    )
+def login_of(url: str) -> str:
+    """The user an AMQP URL logs in as (aiormq's default is guest)."""
+    return URL(url).user or "guest"
 
 
-def _text_headers(headers: dict[str, Any]) -> dict[str, str]:
-    text = {}
-    for key, value in headers.items():
-        if key in BROKER_HEADERS or not isinstance(value, str | bytes | int | float):
-            continue  # e.g. the broker's x-death tables
-        text[key] = value.decode() if isinstance(value, bytes) else str(value)
-    return text
-
-
-def attempt_of(incoming: AbstractIncomingMessage) -> int:
-    """1 for the first delivery; a quorum queue counts every return in x-delivery-count."""
-    count = incoming.headers.get("x-delivery-count", 0)
-    return int(count) + 1 if isinstance(count, int | str) else 1
-
-
-class RabbitMqConsumer:
-    """One consumer on its own channel, so its prefetch (QoS) is its own."""
-
-    def __init__(
-        self,
-        channel: AbstractRobustChannel,
-        queue: AbstractQueue,
-        handler: Handler,
-        max_attempts: int,
-        dead_letter: DeadLetter,
-    ) -> None:
-        self._channel = channel
-        self._queue = queue
-        self._handler = handler
-        self._max_attempts = max_attempts
-        self._dead_letter = dead_letter
-        self._in_flight: set[asyncio.Task[Any]] = set()
-        self._accepting = True
-        self._tag: str | None = None
-
-    async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message)
-
-    async def stop(self) -> None:
-        if self._tag is not None:
-            tag, self._tag = self._tag, None
-            try:
-                await self._queue.cancel(tag)
-            except AMQPError:
-                log.warning("consumer cancel failed", queue=self._queue.name, exc_info=True)
-        # Deliveries that raced the cancel stay unacked and return to the queue with the channel.
-        self._accepting = False
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-        await self._channel.close()
-
-    async def abort(self) -> None:
-        """For the bus's close: cancel in-flight handlers; the broker requeues their messages."""
-        self._accepting = False
-        for task in self._in_flight:
-            task.cancel()
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if not self._accepting or task is None:
-            return
-        self._in_flight.add(task)
-        try:
-            await self._settle(incoming)
-        except AMQPError:
-            # The channel went away under us: unacked, the broker delivers it again.
-            log.warning("ack lost", queue=self._queue.name, message_id=incoming.message_id)
-        finally:
-            self._in_flight.discard(task)
-
-    async def _settle(self, incoming: AbstractIncomingMessage) -> None:
-        attempt = attempt_of(incoming)
-        try:
-            await self._handler(from_amqp(incoming))
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            if attempt >= self._max_attempts:
-                await self._give_up(incoming, reason)
-                return
-            log.warning(
-                "handler failed, will retry",
-                queue=self._queue.name,
-                message_id=incoming.message_id,
-                attempt=attempt,
-                error=reason,
-            )
-            await asyncio.sleep(retry_delay(attempt))
-            await incoming.nack(requeue=True)
-        else:
-            await incoming.ack()
-
-    async def _give_up(self, incoming: AbstractIncomingMessage, reason: str) -> None:
-        log.error(
-            "handler gave up, message dead-lettered",
-            queue=self._queue.name,
-            message_id=incoming.message_id,
-            error=reason,
-        )
-        try:
-            await self._dead_letter(self._queue.name, incoming, reason)
-        except BusError:
-            log.exception("dead-lettering failed, message returned", queue=self._queue.name)
-            await incoming.nack(requeue=True)
-            return
-        await incoming.ack()
+def tls_context(
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> ssl.SSLContext:
+    """Verify the broker by `ca_file` (the system's CAs without it), host name included; present
+    `cert_file` (+ `key_file` unless the key is in it) when the broker asks for a client cert."""
+    for label, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{label} {str(path)!r} is not a readable file")
+    if key_file is not None and cert_file is None:
+        raise ValueError("key_file needs cert_file")
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 class RabbitMqBus:
-    """The Bus over one robust connection; publishing and topology share one confirm channel."""
+    """The Bus over one robust connection, publishing on one confirm channel as one user."""
 
     def __init__(
         self,
         connection: AbstractRobustConnection,
         channel: AbstractRobustChannel,
         exchanges: Mapping[str, AbstractExchange],
+        user: str,
     ) -> None:
         self._connection = connection
         self._channel = channel
         self._exchanges = exchanges
+        self._user = user
         self._consumers: weakref.WeakSet[RabbitMqConsumer] = weakref.WeakSet()
+
+    @property
+    def user(self) -> str:
+        return self._user
 
     @classmethod
     async def connect(
-        cls, url: str, *, name: str = "ferry", reconnect_interval: float = 2.0
+        cls,
+        url: str,
+        *,
+        name: str = "ferry",
+        reconnect_interval: float = 2.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> RabbitMqBus:
-        """`name` is the connection name the broker shows (rabbitmqctl list_connections)."""
+        """`name` is the connection name the broker shows (rabbitmqctl list_connections);
+        `ssl_context` (see tls_context) is for an amqps:// URL."""
         connection = await aio_pika.connect_robust(
-            url, client_properties={"connection_name": name}, reconnect_interval=reconnect_interval
+            url,
+            client_properties={"connection_name": name},
+            reconnect_interval=reconnect_interval,
+            ssl_context=ssl_context,
         )
+        user = login_of(url)
         try:
+            await rabbitmq_topology.declare_exchanges(connection, user)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            topic, direct = aio_pika.ExchangeType.TOPIC, aio_pika.ExchangeType.DIRECT
-            exchanges = {
-                EVENTS: await channel.declare_exchange(EVENTS, topic, durable=True),
-                REPORTS: await channel.declare_exchange(REPORTS, topic, durable=True),
-                DEAD: await channel.declare_exchange(DEAD, direct, durable=True),
-            }
+            # Not declared through this channel, so a reconnect never redeclares (for an agent:
+            # is never refused) what the provisioning owns.
+            exchanges = {n: await channel.get_exchange(n, ensure=False) for n in EXCHANGE_TYPES}
         except BaseException:
             await connection.close()
             raise
-        return cls(connection, channel, exchanges)
+        return cls(connection, channel, exchanges, user)
 
     async def declare_queue(
         self, queue: str, bindings: Sequence[str], exchange: str = EVENTS
     ) -> None:
-        source = self._exchange(exchange)
-        dead = dead_letter_queue(queue)
-        quorum = {"x-queue-type": "quorum"}
-        dead_queue = await self._channel.declare_queue(dead, durable=True, arguments=quorum)
-        await dead_queue.bind(self._exchanges[DEAD], routing_key=dead)
-        declared = await self._channel.declare_queue(
-            queue,
-            durable=True,
-            arguments={
-                **quorum,
-                "x-delivery-limit": DELIVERY_LIMIT,
-                "x-dead-letter-exchange": DEAD,
-                "x-dead-letter-routing-key": dead,
-            },
+        self._exchange(exchange)
+        await rabbitmq_topology.declare_queue(
+            self._connection, self._user, queue, bindings, exchange
         )
-        for pattern in bindings:
-            await declared.bind(source, routing_key=pattern)
 
     async def publish(
         self, exchange: str, messages: Sequence[Message], *, mandatory: bool = True
     ) -> None:
-        """Pipelined: up to PUBLISH_WINDOW unconfirmed at once. Order holds because each
+        """As this connection's login (the broker checks user_id), whatever `sender` says.
+        Pipelined: up to PUBLISH_WINDOW unconfirmed at once. Order holds because each
         publish task starts in turn and aiormq numbers and writes frames under a FIFO lock.
         On an error, messages after the failing one may have been published too."""
         target = self._exchange(exchange)
+        await self._channel_reopened()
         window = asyncio.Semaphore(PUBLISH_WINDOW)
         failed: list[BaseException] = []
 
@@ -261,7 +162,7 @@ class RabbitMqBus:
                 await window.acquire()
                 if failed:
                     break
-                task = asyncio.create_task(_publish_one(target, message, mandatory=mandatory))
+                task = asyncio.create_task(_publish_one(target, message, self._user, mandatory))
                 task.add_done_callback(settled)
                 tasks.append(task)
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -274,7 +175,13 @@ class RabbitMqBus:
                 raise result
 
     async def consume(
-        self, queue: str, handler: Handler, *, prefetch: int = 16, max_attempts: int = 5
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int = 16,
+        max_attempts: int = 5,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> RabbitMqConsumer:
         if not 1 <= max_attempts < DELIVERY_LIMIT:
             raise ValueError(f"max_attempts must be between 1 and {DELIVERY_LIMIT - 1}")
@@ -285,8 +192,14 @@ class RabbitMqBus:
         except ChannelClosed as exc:
             await channel.close()
             raise BusError(f"no queue {queue!r}") from exc
-        consumer = RabbitMqConsumer(channel, source, handler, max_attempts, self._dead_letter)
-        await consumer.start()
+        consumer = RabbitMqConsumer(
+            channel, source, handler, max_attempts, self._dead_letter, hold_seconds
+        )
+        try:
+            await consumer.start()
+        except ChannelAccessRefused as exc:
+            await channel.close()
+            raise Refused(f"user {self._user!r} may not consume {queue!r}") from exc
         self._consumers.add(consumer)
         return consumer
 
@@ -299,15 +212,31 @@ class RabbitMqBus:
         self, queue: str, incoming: AbstractIncomingMessage, reason: str
     ) -> None:
         headers = {k: v for k, v in incoming.headers.items() if k not in BROKER_HEADERS}
+        origin = dead_letter_headers(
+            reason,
+            queue=queue,
+            exchange=incoming.exchange or "",
+            routing_key=incoming.routing_key or "",
+            sender=incoming.user_id,
+        )
         dead = aio_pika.Message(
             body=incoming.body,  # as received: it may be the very thing that could not be parsed
             content_type=incoming.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=incoming.message_id,
             type=incoming.type,
-            headers={**headers, ERROR_HEADER: reason[:4000]},
+            headers={**headers, **origin},
+            user_id=self._user,
         )
         await _publish_amqp(self._exchanges[DEAD], dead, dead_letter_queue(queue))
+
+    async def _channel_reopened(self) -> None:
+        """The broker closes the channel of a refused publish; the robust channel reopens it."""
+        with contextlib.suppress(TimeoutError):  # then the publish fails: NotConfirmed
+            async with asyncio.timeout(REOPEN_WAIT):
+                while self._channel.is_closed:
+                    await self._channel.ready()
+                    await asyncio.sleep(0.01)  # until the close is seen and the reopen starts
 
     def _exchange(self, name: str) -> AbstractExchange:
         try:
@@ -316,8 +245,10 @@ class RabbitMqBus:
             raise BusError(f"no exchange {name!r}") from None
 
 
-async def _publish_one(exchange: AbstractExchange, message: Message, *, mandatory: bool) -> None:
-    await _publish_amqp(exchange, to_amqp(message), message.routing_key, mandatory=mandatory)
+async def _publish_one(
+    exchange: AbstractExchange, message: Message, user: str, mandatory: bool
+) -> None:
+    await _publish_amqp(exchange, to_amqp(message, user), message.routing_key, mandatory=mandatory)
 
 
 async def _publish_amqp(
@@ -329,5 +260,7 @@ async def _publish_amqp(
         raise Unroutable(f"{exchange.name} {key!r}: no queue is bound") from exc
     except DeliveryError as exc:
         raise NotConfirmed(f"{exchange.name} {key!r}: the broker refused it") from exc
-    except (AMQPError, ConnectionError) as exc:
+    except ChannelAccessRefused as exc:
+        raise Refused(f"{exchange.name} {key!r}: {exc}") from exc
+    except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
         raise NotConfirmed(f"{exchange.name} {key!r}: lost ({exc!r})") from exc

@@ -77,6 +77,9 @@ class Message(BaseModel):
     body: dict[str, Any]
     headers: dict[str, str] = Field(default_factory=dict)
     redelivered: bool = False
+    # Who published it, as the broker vouches (RabbitMQ: the validated user_id). Set by the bus
+    # on consume only: a publisher's own value is ignored, and headers or body never fill it.
+    sender: str | None = None
 
     @classmethod
     def of_stored(cls, stored: StoredEvent, routing_key: str) -> Message:

@@ -4,14 +4,14 @@ blobs streamed by one `git cat-file --batch` (the staging agent and the publishe
 Not `git checkout` or `git archive`: those apply .gitattributes (eol, export-ignore, filters),
 and the files written must be exactly the blobs whose ids the manifest lists. A file that is
 there already may be a hard link shared with another tree, so it is never opened for writing in
-place: the new one is written under a temporary name and renamed over it.
+place: the new one is written under a temporary name and renamed over it. What a tree may hold
+is ferry_events.tree_rules: its names and paths are checked here before anything is written,
+its symlinks (tree_rules.check_links) once it is written.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
-import re
 import secrets
 import subprocess
 import threading
@@ -20,14 +20,19 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ferry_events.manifest import EXECUTABLE, REGULAR, SYMLINK, Entry
+from ferry_events.tree_rules import TreeError, check_tree, shown
+
+__all__ = [
+    "GitRepo",
+    "TreeError",
+    "canonical_mode",
+    "check_paths",
+    "list_tree",
+    "symlinks",
+    "write_blobs",
+]
 
 _CHUNK = 1 << 20
-# A path component that is empty, ".", ".." or ".git" (whole components only).
-_UNSAFE = re.compile(r"(?:^|/)(?:\.{0,2}|\.git)(?:/|$)")
-
-
-class TreeError(Exception):
-    """The tree cannot be written safely, or git did not hand over one of its blobs."""
 
 
 class GitRepo(Protocol):
@@ -62,21 +67,15 @@ def canonical_mode(mode: bytes) -> str:
 
 
 def check_paths(entries: Iterable[Entry]) -> None:
-    """Refuse a tree that would write outside the directory or through one of its own links."""
+    """Refuse a tree whose names the manifest cannot carry, or that would write outside the
+    directory or through one of its own links (tree_rules.check_tree)."""
     entries = list(entries)
-    check_tree(sorted(e.path for e in entries), [e.path for e in entries if e.mode == SYMLINK])
+    check_tree(sorted(e.path for e in entries), symlinks(entries))
 
 
-def check_tree(paths: Sequence[str], links: Iterable[str]) -> None:
-    """check_paths on a tree's sorted paths and its symlinks' paths: a regular expression and a
-    bisection per symlink, not a loop over each path's parents (this runs on every release)."""
-    for path in paths:
-        if _UNSAFE.search(path):
-            raise TreeError(f"refusing an unsafe path in the tree: {path!r}")
-    for link in links:
-        below = bisect.bisect_left(paths, link + "/")
-        if below < len(paths) and paths[below].startswith(link + "/"):
-            raise TreeError(f"refusing a path below a symlink: {paths[below]!r}")
+def symlinks(entries: Iterable[Entry]) -> list[str]:
+    """The paths of the entries that are symlinks."""
+    return [e.path for e in entries if e.mode == SYMLINK]
 
 
 def write_blobs(git: GitRepo, entries: Sequence[Entry], root: Path) -> None:
@@ -113,7 +112,7 @@ def _feed(stdin: IO[bytes], entries: Sequence[Entry]) -> None:
 def _write_blob(stream: IO[bytes], entry: Entry, path: Path) -> None:
     header = stream.readline().split()
     if len(header) != 3 or header[1] != b"blob":
-        raise TreeError(f"git has no blob {entry.oid} for {entry.path}")
+        raise TreeError(f"git has no blob {entry.oid} for {shown(entry.path)}")
     size = int(header[2])
     path.parent.mkdir(parents=True, exist_ok=True)
     if entry.mode == SYMLINK:
@@ -138,7 +137,7 @@ def _write_file(stream: IO[bytes], entry: Entry, size: int, path: Path) -> None:
         while remaining:
             chunk = stream.read(min(remaining, _CHUNK))
             if not chunk:
-                raise TreeError(f"git cat-file ended early on {entry.path}")
+                raise TreeError(f"git cat-file ended early on {shown(entry.path)}")
             out.write(chunk)
             remaining -= len(chunk)
         os.fchmod(out.fileno(), 0o755 if entry.mode == EXECUTABLE else 0o644)

@@ -98,7 +98,7 @@ def idempotent(handler: Handler, inbox: Inbox) -> Handler:
         try:
             async with running.setdefault(message_id, asyncio.Lock()):
                 if await inbox.seen(message_id):
-                    log.info("duplicate skipped", message_id=message_id, type=message.type)
+                    log.info("duplicate.skipped", message_id=message_id, type=message.type)
                     return
                 await handler(message)
                 await inbox.remember(message_id)

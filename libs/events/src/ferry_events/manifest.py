@@ -3,6 +3,9 @@
 The publisher reads it from git (`git ls-tree -r -l`: blob ids are content hashes already), the
 rsync agent rebuilds it from disk for the files it received and reuses the rest from the previous
 release. Both must produce the same text, so both use this module.
+
+Lines are split at "\n" only: a path may hold any other character (a tab, a vertical tab,
+U+2028) but no line break (ferry_events.tree_rules refuses those before a manifest is made).
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REGULAR, EXECUTABLE, SYMLINK = "100644", "100755", "120000"
+
+
+class ManifestError(ValueError):
+    """A manifest line that is not `<mode> <oid> <size>\\t<path>`."""
 
 
 @dataclass(frozen=True, order=True)
@@ -38,7 +45,7 @@ def entry_from_disk(root: Path, relative: str) -> Entry:
     full = root / relative
     info = full.lstat()
     if stat.S_ISLNK(info.st_mode):
-        target = os.readlink(full).encode()
+        target = os.readlink(os.fsencode(full))  # bytes: a target need not be UTF-8
         return Entry(relative, SYMLINK, git_blob_id(target), len(target))
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{relative}: not a regular file or symlink")
@@ -55,11 +62,15 @@ def render(entries: Iterable[Entry]) -> str:
 
 
 def parse(text: str) -> list[Entry]:
+    """The entries of a rendered manifest; ManifestError on a line that is not one."""
     entries = []
-    for line in text.splitlines():
+    for line in filter(None, text.split("\n")):
         meta, _, path = line.partition("\t")
-        mode, oid, size = meta.split(" ")
-        entries.append(Entry(path, mode, oid, int(size)))
+        try:
+            mode, oid, size = meta.split(" ")
+            entries.append(Entry(path, mode, oid, int(size)))
+        except ValueError:
+            raise ManifestError(f"not a manifest line: {line[:200]!r}") from None
     return entries
 
 

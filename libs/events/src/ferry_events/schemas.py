@@ -316,6 +316,33 @@ class AgentHeartbeat(Event):
     sent_at: str
 
 
+# --- the trust boundary: refused commands and rejected reports, each on a stream of its own ---
+
+
+@event_type("agent.command_refused")
+class AgentCommandRefused(Event):
+    """An agent refused a command before acting on it (unsigned, forged, tampered, expired,
+    replayed, another host's, not its queue's). Never on a ticket's stream: a forged command
+    that names a real ticket must not be able to fail it. Untrusted text, kept short."""
+
+    agent: str = Field(max_length=200)
+    command_type: str = Field(max_length=200)
+    command_event_id: str = Field(max_length=200)
+    reason: str = Field(max_length=1000)
+
+
+@event_type("report.rejected")
+class ReportRejected(Event):
+    """The API did not take a report: its broker-validated sender may not say it (or there was
+    none). What the report claimed is kept short, for the audit; it moved nothing."""
+
+    sender: str | None = Field(default=None, max_length=200)
+    claimed_type: str = Field(max_length=200)
+    ticket_id: str = Field(default="", max_length=200)
+    host: str | None = Field(default=None, max_length=200)
+    reason: str = Field(max_length=1000)
+
+
 # --- apps: outgoing webhooks (their URLs stay out of the log) --------------------------------
 
 

@@ -27,6 +27,8 @@ Rotation, without a moment when commands are refused:
 Errors:
     SigningError
      ├── CommandRefused   a command that must not be obeyed; .reason says why, briefly
+     │    └── MalformedCommand  a trusted key signed it, but its payload does not parse here:
+     │                          authentic, so .event lets the agent fail it as the API's own
      └── BadKey           a key source that holds no usable Ed25519 key of the expected kind
 """
 
@@ -59,6 +61,7 @@ __all__ = [
     "CommandRefused",
     "CommandSigner",
     "CommandVerifier",
+    "MalformedCommand",
     "SigningError",
     "addressed_to",
     "generate_key",
@@ -88,6 +91,15 @@ class CommandRefused(SigningError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class MalformedCommand(CommandRefused):
+    """A command signed by a trusted key, unexpired and bound to its message, whose payload does
+    not parse (a schema this agent does not share): the API's, but not one to obey."""
+
+    def __init__(self, reason: str, event: StoredEvent) -> None:
+        super().__init__(reason)
+        self.event = event
 
 
 class BadKey(SigningError):
@@ -197,13 +209,16 @@ def _bound_event(message: Message) -> StoredEvent:
     """The body's event, refused unless id, type and routing key all agree with it."""
     try:
         event = message.stored_event()
-        payload = event.payload()
     except ValueError as error:  # pydantic's ValidationError among them
         raise CommandRefused(f"malformed event: {str(error)[:200]}") from None
     if message.message_id != str(event.event_id):
         raise CommandRefused("message id does not match the event id")
     if message.type != event.type:
         raise CommandRefused("message type does not match the event type")
+    try:
+        payload = event.payload()
+    except ValueError as error:
+        raise MalformedCommand(f"malformed event: {str(error)[:200]}", event) from None
     if message.routing_key != payload.routing_key():
         raise CommandRefused("routing key does not match the event")
     return event

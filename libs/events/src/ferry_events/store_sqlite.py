@@ -53,6 +53,16 @@ SCHEMA = (
 _INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
+def _owner_only(path: str) -> None:
+    """The database file 0600 (created so, or narrowed): it holds password hashes and tokens'
+    digests. SQLite gives its -wal and -shm files the database file's mode; any left from an
+    earlier run are narrowed too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
 def _try_lock_file(path: str) -> int | None:
     """An open descriptor holding an exclusive flock on `path`, or None if someone else has it."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -84,6 +94,7 @@ class SqliteEventStore(SqliteReadModels):
         if path == MEMORY:
             writer = await cls._open(path)
             return cls(path, writer, writer)
+        _owner_only(path)
         # WAL: readers never wait for the writer. synchronous=FULL: a commit survives a power cut.
         writer = await cls._open(path, "journal_mode = WAL", "synchronous = FULL")
         try:

@@ -1,4 +1,6 @@
-"""`ferry-api`: serve the API, run the embedded demo, migrate the store, create the first admin."""
+"""`ferry-api`: serve the API, migrate the store, create the first admin, audit the log, make
+the key that signs the agents' commands.
+(The embedded demo of `make run` is `ferry-demo`, in services/demo.)"""
 
 from __future__ import annotations
 
@@ -8,18 +10,21 @@ import getpass
 import os
 import re
 import sys
+from pathlib import Path
 
 import structlog
 import uvicorn
 from ferry_events.backends import open_store
 from ferry_events.logs import configure_logging
+from ferry_events.signing import generate_key
 from ferry_events.validation import USER_NAME
 
-from ferry_api import accounts
-from ferry_api.app import create_app
-from ferry_api.demo import run_demo
-from ferry_api.errors import ApiError
-from ferry_api.runtime import running
+from ferry_api.audit.cli import add_audit_parser, run_audit
+from ferry_api.bootstrap import running
+from ferry_api.commands import accounts
+from ferry_api.dead_letters_cli import add_dead_letters_parser, run_dead_letters
+from ferry_api.domain.errors import Refused
+from ferry_api.http.asgi import asgi_app
 from ferry_api.settings import InsecureSettings, Settings
 
 log = structlog.get_logger()
@@ -34,11 +39,12 @@ class CommandFailed(Exception):
 async def serve(settings: Settings) -> None:
     async with running(settings) as runtime:
         config = uvicorn.Config(
-            create_app(runtime),
+            asgi_app(runtime),
             host=settings.host,
             port=settings.port,
             log_config=None,
             access_log=False,
+            proxy_headers=False,  # the app believes FERRY_TRUSTED_PROXIES alone (http/asgi.py)
         )
         await uvicorn.Server(config).serve()
 
@@ -73,11 +79,10 @@ async def create_admin(settings: Settings, username: str, password: str) -> None
     print(f"admin '{username}' created")
 
 
-def cli(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferry-api", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the REST API and web UI")
-    sub.add_parser("demo", help="everything in one process with demo data (`make run`)")
     sub.add_parser("migrate", help="create or upgrade the store's schema (idempotent)")
     admin = sub.add_parser(
         "create-admin",
@@ -85,14 +90,55 @@ def cli(argv: list[str] | None = None) -> None:
         "password from FERRY_ADMIN_PASSWORD or a prompt",
     )
     admin.add_argument("username")
-    args = parser.parse_args(argv)
+    keys = sub.add_parser("signing-key", help="the key the API signs agents' commands with")
+    key_actions = keys.add_subparsers(dest="key_command", required=True)
+    generate = key_actions.add_parser(
+        "generate",
+        help="write a new Ed25519 key to PATH (0600, for FERRY_SIGNING_KEY_FILE) and its public "
+        "key to PATH.pub (for the agents' trusted keys); print its key id",
+    )
+    generate.add_argument("path", type=Path)
+    add_audit_parser(sub)
+    add_dead_letters_parser(sub)
+    return parser
+
+
+def generate_signing_key(path: Path) -> None:
+    """The key id on stdout (for scripts), what goes where on stderr."""
+    try:
+        key_id = generate_key(path)
+    except FileExistsError:
+        raise CommandFailed(f"{path} exists already; a key is never overwritten") from None
+    except OSError as error:
+        raise CommandFailed(f"cannot write {path}: {error.strerror}") from None
+    print(key_id)
+    print(
+        f"private key {path}: FERRY_SIGNING_KEY_FILE of the API only; public key {path}.pub: "
+        "the agents' trusted keys (FERRY_TRUSTED_KEYS, trusted_keys in agent.toml)",
+        file=sys.stderr,
+    )
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command == "signing-key":  # needs no settings: it may run before any exist
+        try:
+            generate_signing_key(args.path)
+        except CommandFailed as exc:
+            sys.exit(f"ferry-api: {exc}")
+        return
     settings = Settings()
-    configure_logging("api", settings.log_level, json=args.command != "demo")
+    if args.command == "audit":
+        # stdout carries --json and export output: library logs go to stderr, warnings only.
+        configure_logging("ferry-api", "WARNING", json=False)
+        sys.exit(run_audit(args, settings.store_url()))
+    if args.command == "dead-letters":  # stdout carries the letters; logs go to stderr
+        configure_logging("ferry-api", "WARNING", json=False)
+        sys.exit(run_dead_letters(args, settings))
+    configure_logging("api", settings.log_level)
     try:
         if args.command == "serve":
             asyncio.run(serve(settings.checked()))
-        elif args.command == "demo":
-            asyncio.run(run_demo())
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
         elif args.command == "create-admin":
@@ -101,7 +147,7 @@ def cli(argv: list[str] | None = None) -> None:
             asyncio.run(create_admin(settings, args.username, admin_password()))
     except (InsecureSettings, CommandFailed) as exc:
         sys.exit(f"ferry-api: {exc}")
-    except ApiError as exc:
+    except Refused as exc:
         sys.exit(f"ferry-api: {exc.message}")
     except KeyboardInterrupt:
         pass

@@ -1,23 +1,34 @@
-"""Prometheus metrics of one API process: HTTP requests (ASGI middleware), tickets by state,
-relay, projection, report-ingest and heartbeat lag. Each process has its own registry.
+"""Prometheus metrics of one API process: HTTP requests (counted by http/metrics.py), tickets by
+state, relay, projection, report-ingest and heartbeat lag. Each process has its own registry.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, get_args
+from typing import get_args
 
+from ferry_events.projection import LogWithReadModels
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ferry_api.reports import ingest_stats
-from ferry_api.tickets import TicketState
-
-if TYPE_CHECKING:
-    from ferry_api.runtime import Runtime
+from ferry_api.domain import TicketState
+from ferry_api.readmodels.projector import Projector
+from ferry_api.readmodels.tickets import TICKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class IngestStats:
+    """What report ingest (workers/reports.py) counts, for /metrics."""
+
+    received: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    rejected: int = 0  # from a sender who may not say them (report.rejected)
+    lag_seconds: float = 0.0  # sent -> recorded, of the latest report that said when it was sent
+    last_recorded_at: float | None = None  # time.time() of the latest append
 
 
 class Metrics:
@@ -58,6 +69,11 @@ class Metrics:
             registry=reg,
         )
         self.heartbeats = Counter("ferry_heartbeats", "Agent heartbeats received", registry=reg)
+        self.heartbeats_dropped = Counter(
+            "ferry_heartbeats_dropped",
+            "Heartbeats dropped: sent by another user than the host's own agent",
+            registry=reg,
+        )
         self.heartbeat_lag = Gauge(
             "ferry_heartbeat_lag_seconds",
             "From an agent sending its latest heartbeat to the API storing it",
@@ -73,49 +89,20 @@ class Metrics:
         if sent.tzinfo is not None:
             self.heartbeat_lag.set(max(0.0, (received - sent).total_seconds()))
 
-    async def refresh(self, runtime: Runtime) -> None:
+    async def refresh(
+        self, store: LogWithReadModels, projector: Projector, ingest: IngestStats
+    ) -> None:
         """Read the gauges that live in the store, right before a scrape."""
-        store = runtime.store
         last = await store.last_position()
         self.events.set(last)
         self.relay_lag.set(max(0, last - await store.checkpoint("relay")))
-        views = runtime.views
-        for projection, runner in zip(views.projections, views.runners, strict=True):
+        for projection, runner in zip(projector.projections, projector.runners, strict=True):
             self.projection_lag.labels(projection.name).set(await runner.lag())
-        stats = ingest_stats(runtime)
-        self.report_lag.set(stats.lag_seconds)
-        for outcome in ("received", "recorded", "duplicates", "ignored"):
-            self.reports.labels(outcome).set(getattr(stats, outcome))
+        self.report_lag.set(ingest.lag_seconds)
+        for outcome in ("received", "recorded", "duplicates", "ignored", "rejected"):
+            self.reports.labels(outcome).set(getattr(ingest, outcome))
         for state in get_args(TicketState):
-            self.tickets.labels(state).set(await store.count("tickets", {"state": state}))
+            self.tickets.labels(state).set(await store.count(TICKETS, {"state": state}))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request by its route template (never the raw path: bounded labels)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

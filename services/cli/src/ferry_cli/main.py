@@ -1,4 +1,4 @@
-"""The `ferry` command: REST client commands and the audit of the event log."""
+"""The `ferry` command: a REST client of the API (tickets, apps, hosts, users, tokens)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ferry_cli import admin, audit, tickets
 
 app = typer.Typer(
     name="ferry",
-    help="Ferry: release tickets, apps, hosts, and the audit log.",
+    help="Ferry: release tickets, apps, hosts, users and API tokens.",
     no_args_is_help=True,
 )
 
@@ -26,4 +26,7 @@ app.add_typer(tickets.app, name="tickets")
 app.add_typer(admin.apps, name="apps")
 app.add_typer(admin.users, name="users")
 app.add_typer(admin.tokens, name="tokens")
-app.add_typer(audit.app, name="audit")
+app.command(
+    "audit",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(audit.moved)

@@ -1,6 +1,8 @@
 """Immutable per-version exports of an app's releases: <exports>/<app>/<N>/.
 
-Built in <N>.tmp and renamed, so a crash never leaves a half export under the final name.
+Built in <N>.tmp and renamed, so a crash never leaves a half export under the final name; a
+tree the hosts would refuse (ferry_events.tree_rules) is never renamed, and since the publisher
+tags N only once its export is built, an export without its tag is a leftover, built again.
 Incremental: a hard-linked copy of an earlier export, then only the changed files rewritten;
 unchanged files keep their inode and mtime, so rsync's quick check skips them on the hosts.
 That copy costs a link per file (most of a second for 20,000 files), so it is made ahead, after
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import structlog
 from ferry_events.git_blobs import write_blobs
+from ferry_events.tree_rules import check_links
 
 from ferry_publisher.gitrepo import ReleaseRepo
 from ferry_publisher.manifests import ReleaseManifest
@@ -68,28 +71,49 @@ class Exports:
         return self.root / f"{version}.manifest"
 
     def build(self, version: int, commit: str) -> tuple[Path, ReleaseManifest]:
-        """The export of this version and its manifest, built now unless it is there already."""
+        """The export of this version and its manifest, built now unless it is there already.
+        A tree the hosts would refuse raises UnsafeTree, and nothing of it is left to serve."""
         final = self.path(version)
         with self.locked():
-            if final.is_dir():
-                manifest = self._manifest(version, commit)
-                if not self.served_manifest(version).is_file():  # an export made before them
-                    _write_served(self.served_manifest(version), manifest)
-                return final, manifest
+            if final.is_dir() and self.repo.tag_commit(version) == commit:
+                return final, self._existing(version, commit)
             building = self.root / f"{version}.tmp"
-            if building.exists():
-                shutil.rmtree(building)  # a crashed earlier attempt
+            for stale in (building, final):  # a crashed attempt; an export never tagged
+                if stale.exists():
+                    shutil.rmtree(stale)
             base = self._base_for(version)
             log = structlog.get_logger().bind(version=version, base=base and base[0])
-            if base:
-                manifest = self._build_from(base, commit, building)
-            else:
-                manifest = self._build_whole(commit, building)
+            try:
+                manifest = self._build_into(building, base, commit)
+            except BaseException:
+                shutil.rmtree(building, ignore_errors=True)
+                raise
             manifest.write(self.manifest_file(version))
             _write_served(self.served_manifest(version), manifest)
             os.rename(building, final)
         log.info("export.built", files=manifest.files)
         return final, manifest
+
+    def _existing(self, version: int, commit: str) -> ReleaseManifest:
+        """The manifest of an export that is there already, checked again as a new one is."""
+        manifest = self._manifest(version, commit)
+        manifest.check()
+        check_links(self.path(version), manifest.links)
+        if not self.served_manifest(version).is_file():  # an export made before they were
+            _write_served(self.served_manifest(version), manifest)
+        return manifest
+
+    def _build_into(
+        self, building: Path, base: tuple[int, str] | None, commit: str
+    ) -> ReleaseManifest:
+        """The tree of commit written at `building`, its names checked before, its symlinks
+        after (resolved on disk, as the hosts resolve them)."""
+        if base:
+            manifest = self._build_from(base, commit, building)
+        else:
+            manifest = self._build_whole(commit, building)
+        check_links(building, manifest.links)
+        return manifest
 
     def _manifest(self, version: int, commit: str) -> ReleaseManifest:
         saved = ReleaseManifest.read(self.manifest_file(version))
@@ -153,12 +177,9 @@ class Exports:
 
 
 def _write_served(path: Path, manifest: ReleaseManifest) -> None:
-    """A path with a newline would make its lines ambiguous: then none is served, and the hosts
-    pull and hash the whole tree instead."""
-    if any("\n" in p for p in manifest.lines):
-        return
+    """Its text exactly (checked: one line a path), readable by the rsync daemon's user."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(manifest.text)
+    temporary.write_text(manifest.text, newline="")
     temporary.chmod(0o644)
     os.replace(temporary, path)
 

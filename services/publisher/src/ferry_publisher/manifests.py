@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ferry_events.git_blobs import check_tree
 from ferry_events.manifest import SYMLINK, Entry
+from ferry_events.tree_rules import check_tree
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class ReleaseManifest:
         """The saved manifest, or None if there is none (an export made before they were) or it
         does not match the digest saved above it (cut short by a crash): then git is asked."""
         try:
-            digest, _, text = path.read_text().partition("\n")
-        except FileNotFoundError:
+            # Bytes decoded, not read_text(): no "\r" translated into a line break.
+            digest, _, text = path.read_bytes().decode().partition("\n")
+        except (FileNotFoundError, UnicodeDecodeError):
             return None
         if hashlib.sha256(text.encode()).hexdigest() != digest:
             return None
@@ -41,13 +42,10 @@ class ReleaseManifest:
         return cls({line.partition("\t")[2][:-1]: line for line in lines})
 
     def write(self, path: Path) -> None:
-        """Its digest, then its text. A tree with a newline in a path name is not saved (its
-        lines could not be told apart): the next release lists its tree instead."""
-        if any("\n" in p for p in self.lines):
-            return
+        """Its digest, then its text (check() first: one line a path)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        temporary.write_text(f"{self.digest}\n{self.text}")
+        temporary.write_text(f"{self.digest}\n{self.text}", newline="")
         os.replace(temporary, path)
 
     def changed(self, deleted: Iterable[str], written: Iterable[Entry]) -> ReleaseManifest:
@@ -75,7 +73,12 @@ class ReleaseManifest:
     def bytes(self) -> int:
         return sum(int(line.split(" ", 2)[2].partition("\t")[0]) for line in self.lines.values())
 
+    @property
+    def links(self) -> list[str]:
+        """The paths of its symlinks."""
+        return [path for path, line in self.lines.items() if line.startswith(SYMLINK + " ")]
+
     def check(self) -> None:
-        """Refuse an unsafe tree (git_blobs.check_paths) before anything of it is written."""
-        links = (path for path, line in self.lines.items() if line.startswith(SYMLINK + " "))
-        check_tree(sorted(self.lines), list(links))
+        """Refuse a tree the hosts would refuse (tree_rules.check_tree: names the manifest cannot
+        carry, unsafe paths, paths below a symlink) before anything of it is written."""
+        check_tree(sorted(self.lines), self.links)

@@ -54,13 +54,17 @@ class Publisher:
         return Exports(self.settings.exports_dir / app, self.repo(app), keep)
 
     def publish(self, cmd: ReleaseTagRequested) -> Release:
-        """Blocking: run it in a thread. Raises ReleaseRefused or GitError with the reason."""
+        """Blocking: run it in a thread. Raises ReleaseRefused, GitError or TreeError (UnsafeTree
+        for a tree the hosts would refuse) with the reason."""
         _check(cmd)
         repo = self.repo(cmd.app)
         if not repo.exists():
             raise ReleaseRefused(f"no release repo for app {cmd.app}")
-        tree = _tag(repo, cmd)
+        tree, tagged = _tree_to_tag(repo, cmd)
+        # Exported before it is tagged: a tree the hosts would refuse leaves no tag behind.
         export, manifest = self.exports(cmd.app).build(cmd.version, cmd.commit)
+        if not tagged:
+            repo.create_tag(cmd.version, cmd.commit, tag_message(cmd))
         if self.on_new_export:
             self.on_new_export()
         return Release(
@@ -113,19 +117,17 @@ def _check(cmd: ReleaseTagRequested) -> None:
         raise ReleaseRefused(f"invalid version {cmd.version}")
 
 
-def _tag(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> str:
-    """Tag N on the staged commit, unless tag N is there already on it; its tree."""
+def _tree_to_tag(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> tuple[str, bool]:
+    """The tree of the commit to tag as N, and whether tag N is there already (on it)."""
     tagged = repo.tag_commit(cmd.version)
     if tagged is None:
-        tree = _check_staged(repo, cmd)
-        repo.create_tag(cmd.version, cmd.commit, tag_message(cmd))
-        return tree
+        return _check_staged(repo, cmd), False
     if tagged != cmd.commit:
         raise ReleaseRefused(
             f"tag {cmd.version} already names commit {tagged}, not {cmd.commit}:"
             " refusing to move a release"
         )
-    return repo.tree_of(cmd.commit)
+    return repo.tree_of(cmd.commit), True
 
 
 def _check_staged(repo: ReleaseRepo, cmd: ReleaseTagRequested) -> str:

@@ -6,6 +6,7 @@ import re
 import secrets
 from pathlib import Path
 
+from ferry_events.trusted_keys import TrustedKeyPaths
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     # Prometheus /metrics on metrics_address:metrics_port; 0 leaves it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_address: str = "127.0.0.1"
+    # The API's public keys (.pub files or folders of them, comma-separated): a command is
+    # obeyed only when one of them signed it. Required to serve (ferry_events.command_trust).
+    trusted_keys: TrustedKeyPaths = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:

@@ -75,6 +75,9 @@ class AgentConfig(BaseModel):
     # Prometheus /metrics on metrics_address:metrics_port; 0 leaves it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_address: str = "127.0.0.1"
+    # The API's public keys (.pub files or folders of them): a command is obeyed only when one
+    # of them signed it; the agent does not start without one.
+    trusted_keys: list[AbsolutePath] = Field(default_factory=list)
     apps: dict[AppName, AppConfig] = Field(default_factory=dict)
 
     def module_url(self, app: str) -> str:

@@ -9,15 +9,14 @@ only those paths: no walk of the whole tree on either side, no hashing of what d
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ferry_events import manifest
 from ferry_events.manifest import Entry, entry_from_disk
+from ferry_events.tree_rules import check_links, check_path, shown
 
 from ferry_rsync_agent.releases import remove
-from ferry_rsync_agent.tree import UnsafeTree, check_link
 
 
 class DeltaRefused(Exception):
@@ -32,13 +31,18 @@ class Delta:
     files: int  # entries in the new release
 
 
-def check_manifest(text: str, digest: str) -> None:
-    """The manifest is release N's only if it hashes to the digest the command carries."""
-    found = hashlib.sha256(text.encode()).hexdigest()
+def manifest_of(data: bytes, digest: str) -> str:
+    """Release N's manifest from the bytes served: checked against the command's digest, then
+    decoded as UTF-8 (strictly, and with no newline translation, unlike read_text())."""
+    found = hashlib.sha256(data).hexdigest()
     if found != digest:
         raise DeltaRefused(
             f"digest mismatch: the published manifest hashes to {found}, expected {digest}"
         )
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise DeltaRefused(f"the published manifest is not UTF-8 (byte {e.start})") from e
 
 
 def delta(old_text: str, new_text: str) -> Delta:
@@ -53,7 +57,7 @@ def delta(old_text: str, new_text: str) -> Delta:
     changed_paths = {entry.path for entry in changed}
     deleted = [entry.path for entry in gone if entry.path not in changed_paths]
     for path in (*changed_paths, *deleted):
-        _check_relative(path)
+        check_path(path)  # UnsafeTree: the publisher refuses such a tree, and so does a host
     links = [line.partition("\t")[2] for line in new_lines if line.startswith(manifest.SYMLINK)]
     return Delta(sorted(deleted, reverse=True), changed, links, len(new) - ("" in new))
 
@@ -75,21 +79,10 @@ def verify(root: Path, found: Delta) -> None:
         try:
             got = entry_from_disk(root, entry.path)
         except (FileNotFoundError, ValueError) as e:
-            raise DeltaRefused(f"{entry.path}: not received as published ({e})") from e
+            raise DeltaRefused(f"{shown(entry.path)}: not received as published ({e})") from e
         if got != entry:
-            raise DeltaRefused(f"{entry.path}: received content differs from the manifest")
-    real_root = os.path.realpath(root)
-    for relative in found.links:
-        try:
-            check_link(real_root, root / relative, relative)
-        except OSError as e:
-            raise UnsafeTree(f"{relative}: {e}") from e
-
-
-def _check_relative(path: str) -> None:
-    parts = path.split("/")
-    if path.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise DeltaRefused(f"manifest path {path!r} is not a plain relative path")
+            raise DeltaRefused(f"{shown(entry.path)}: received content differs from the manifest")
+    check_links(root, found.links)
 
 
 def _remove_empty_parents(root: Path, path: Path) -> None:

@@ -12,16 +12,15 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import structlog
 from ferry_events import manifest
-from ferry_events.registry import Event
+from ferry_events.agent_reports import Report, answer
 from ferry_events.schemas import HostSyncCompleted, HostSyncFailed, HostSyncRequested
 
 from ferry_rsync_agent.config import AgentConfig, AppConfig
-from ferry_rsync_agent.delta import DeltaRefused, check_manifest, clear, delta, verify
+from ferry_rsync_agent.delta import DeltaRefused, clear, delta, manifest_of, verify
 from ferry_rsync_agent.hook import HookFailed, run_hook
 from ferry_rsync_agent.releases import (
     Layout,
@@ -33,8 +32,6 @@ from ferry_rsync_agent.releases import (
 )
 from ferry_rsync_agent.rsync import Pull, RsyncFailed, fetch_file, pull
 from ferry_rsync_agent.tree import Inventory, UnsafeTree, inventory
-
-Report = Callable[[Event], Awaitable[None]]
 
 
 class SyncRefused(Exception):
@@ -55,39 +52,33 @@ async def sync_release(command: HostSyncRequested, config: AgentConfig, report: 
     hook, report. Pruning and the next spare wait until the agent is idle (housekeeping.py)."""
     log = structlog.get_logger()
     started = time.monotonic()
-    with structlog.contextvars.bound_contextvars(
-        ticket_id=command.ticket_id, app=command.app, host=config.host, version=command.version
-    ):
-        try:
-            app = _app_of(command, config)
-            layout = Layout(app.target)
-            installed = await _install(command, config, layout)
-            await asyncio.to_thread(switch_current, layout, command.version)
-        except FAILURES as e:
-            log.warning("sync_failed", reason=str(e))
-            await report(_failed(command, str(e)))
-            return
-        log.info("release_live", files=installed.files, bytes=installed.bytes_transferred)
-        hook_error = await _run_post_sync(app, layout, command)
-        if hook_error:
-            await report(_failed(command, f"release {command.version} is live, but {hook_error}"))
-        else:
-            await report(_completed(command, installed, time.monotonic() - started))
+    try:
+        app = _app_of(command, config)
+        layout = Layout(app.target)
+        installed = await _install(command, config, layout)
+        await asyncio.to_thread(switch_current, layout, command.version)
+    except FAILURES as e:
+        log.warning("sync.failed", reason=str(e))
+        await report(answer(command, HostSyncFailed, reason=str(e)))
+        return
+    log.info("release.switched", files=installed.files, bytes=installed.bytes_transferred)
+    hook_error = await _run_post_sync(app, layout, command)
+    if hook_error:
+        reason = f"release {command.version} is live, but {hook_error}"
+        await report(answer(command, HostSyncFailed, reason=reason))
+    else:
+        await report(_completed(command, installed, time.monotonic() - started))
 
 
 def _completed(
     command: HostSyncRequested, installed: Installed, seconds: float
 ) -> HostSyncCompleted:
-    return HostSyncCompleted(
-        ticket_id=command.ticket_id,
-        app=command.app,
-        host=command.host,
-        version=command.version,
-        digest=command.digest,
+    return answer(
+        command,
+        HostSyncCompleted,
         files=installed.files,
         bytes_transferred=installed.bytes_transferred,
         seconds=round(seconds, 3),
-        attempt=command.attempt,
     )
 
 
@@ -124,7 +115,7 @@ async def _verify_installed(command: HostSyncRequested, layout: Layout) -> int |
         raise SyncRefused(
             f"release {command.version} is live but no longer matches its digest; not touched"
         )
-    structlog.get_logger().warning("installed_release_differs", action="sync again")
+    structlog.get_logger().warning("release.mismatched", action="sync again")
     await asyncio.to_thread(discard, layout, command.version)
     return None
 
@@ -170,14 +161,13 @@ async def _published_manifest(
     )
     try:
         await fetch_file(request)
-        text = await asyncio.to_thread(fetched.read_text)
+        data = await asyncio.to_thread(fetched.read_bytes)
     except (RsyncFailed, OSError) as e:
-        structlog.get_logger().info("no_published_manifest", reason=str(e)[:200])
+        structlog.get_logger().info("manifest.not_found", reason=str(e)[:200])
         return None
     finally:
         fetched.unlink(missing_ok=True)
-    check_manifest(text, command.digest)
-    return text
+    return manifest_of(data, command.digest)
 
 
 async def _pull_delta(
@@ -210,7 +200,7 @@ async def _pull_delta(
     touched = [entry.path for entry in found.changed] + found.deleted
     await asyncio.to_thread(install, layout, command.version, published, touched)
     structlog.get_logger().info(
-        "release_received",
+        "release.received",
         files=found.files,
         changed=len(found.changed),
         deleted=len(found.deleted),
@@ -224,7 +214,7 @@ async def _pull_whole(command: HostSyncRequested, request: Pull, layout: Layout)
     found = await asyncio.to_thread(inventory, request.destination)
     _check(found, command.digest)
     await asyncio.to_thread(install, layout, command.version, manifest.render(found.entries))
-    structlog.get_logger().info("release_received", files=len(found.entries), bytes=received)
+    structlog.get_logger().info("release.received", files=len(found.entries), bytes=received)
     return Installed(len(found.entries), received)
 
 
@@ -245,17 +235,6 @@ async def _run_post_sync(app: AppConfig, layout: Layout, command: HostSyncReques
     try:
         await run_hook(app.post_sync, release_dir, command.app, command.version)
     except HookFailed as e:
-        structlog.get_logger().warning("post_sync_hook_failed", reason=str(e))
+        structlog.get_logger().warning("hook.failed", reason=str(e))
         return str(e)
     return ""
-
-
-def _failed(command: HostSyncRequested, reason: str) -> HostSyncFailed:
-    return HostSyncFailed(
-        ticket_id=command.ticket_id,
-        app=command.app,
-        host=command.host,
-        version=command.version,
-        reason=reason,
-        attempt=command.attempt,
-    )

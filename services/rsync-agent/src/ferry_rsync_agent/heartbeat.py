@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from importlib.metadata import version
 
 import structlog
+from ferry_events.agent_reports import announcer
+from ferry_events.agent_runtime import Task
 from ferry_events.bus import BusError
 from ferry_events.schemas import AgentHeartbeat
 
@@ -35,5 +38,10 @@ async def send_heartbeats(
         try:
             await send(heartbeat(config, agent_version))
         except (BusError, OSError) as e:
-            structlog.get_logger().warning("heartbeat_not_sent", error=str(e))
+            structlog.get_logger().warning("heartbeat.not_sent", error=str(e))
         await asyncio.sleep(config.heartbeat_seconds)
+
+
+def heartbeats(config: AgentConfig) -> Task:
+    """The agent runtime's background task: heartbeats on the bus the agent serves on."""
+    return lambda bus: send_heartbeats(config, version(AGENT), announcer(bus))

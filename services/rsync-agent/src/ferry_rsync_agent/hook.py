@@ -34,7 +34,7 @@ async def run_hook(hook: PostSyncHook, release_dir: Path, app: str, version: int
     with tempfile.TemporaryFile() as output:
         returncode = await _run(hook, release_dir, env, output)
         tail = _last_line(output)
-    structlog.get_logger().info("post_sync_hook_ran", returncode=returncode, tail=tail)
+    structlog.get_logger().info("hook.ran", returncode=returncode, tail=tail)
     if returncode != 0:
         raise HookFailed(f"post-sync hook exited {returncode}: {tail[:200]}")
 

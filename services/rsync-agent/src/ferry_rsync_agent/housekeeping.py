@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import structlog
 
@@ -30,11 +31,11 @@ def tidy(config: AgentConfig) -> None:
         try:
             removed = prune(layout, app.keep)
             if removed:
-                log.info("releases_pruned", versions=removed)
+                log.info("releases.pruned", versions=removed)
             if make_spare(layout, live) is None:
-                log.warning("spare_not_made", reason=f"release {live} differs from its manifest")
+                log.warning("spare.skipped", reason=f"release {live} differs from its manifest")
         except OSError as e:
-            log.warning("housekeeping_failed", error=str(e))
+            log.warning("housekeeping.failed", error=str(e))
 
 
 class Housekeeping:
@@ -65,7 +66,25 @@ class Housekeeping:
             try:
                 await asyncio.shield(running)
             except Exception as e:  # tidy logs what it expects; never fail a command for it
-                structlog.get_logger().warning("housekeeping_failed", error=repr(e))
+                structlog.get_logger().warning("housekeeping.failed", error=repr(e))
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Around a command: no round runs meanwhile; the idle countdown restarts after it."""
+        await self.hold()
+        try:
+            yield
+        finally:
+            self.when_idle()
+
+    async def keep(self) -> None:
+        """The agent's background task: a first round at once (spares for the next syncs),
+        then one after each idle spell; when cancelled, a running round finishes first."""
+        self.when_idle(after=0)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.hold()
 
     async def _after(self, delay: float) -> None:
         await asyncio.sleep(delay)

@@ -112,9 +112,11 @@ def prepare(layout: Layout) -> None:
 
 
 def manifest_text(path: Path) -> str | None:
+    """The manifest kept at path, exactly as written (bytes decoded, not read_text(): no "\r"
+    read as a line break); None if there is none, or none this agent could have written."""
     try:
-        return path.read_text()
-    except FileNotFoundError:
+        return path.read_bytes().decode()
+    except (FileNotFoundError, UnicodeDecodeError):
         return None
 
 
@@ -127,11 +129,14 @@ def make_spare(layout: Layout, version: int) -> str | None:
         return None
     if layout.spare.is_dir() and manifest_text(layout.spare_manifest) == text:
         return text
+    try:
+        entries = {entry.path: entry for entry in manifest.parse(text)}
+    except manifest.ManifestError:
+        return None  # kept by an older agent for a name it should have refused: pull it whole
     remove(layout.spare)
     building = layout.state / "spare.tmp"
     remove(building)
     _link_copy(layout.release(version), building)
-    entries = {entry.path: entry for entry in manifest.parse(text)}
     try:
         found = inventory(building, layout.release(version), entries)
     except UnsafeTree:
@@ -235,7 +240,7 @@ def remove(path: Path) -> None:
 
 def _write_atomically(path: Path, text: str, flush: bool = False) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w") as f:
+    with temporary.open("w", newline="") as f:
         f.write(text)
         if flush:
             f.flush()

@@ -1,4 +1,6 @@
-"""Read a release tree on disk back into its manifest, and refuse a tree that reaches outside.
+"""Read a release tree on disk back into its manifest, and refuse a tree that reaches outside
+or holds a name the manifest cannot carry (ferry_events.tree_rules: staging and the publisher
+refuse the same trees by the same rules).
 
 Incremental: a file that is the very inode of the base release's file (seeded as a hard link
 and left alone by rsync, which replaces a changed file by rename) takes the base's verified
@@ -17,10 +19,9 @@ from pathlib import Path
 
 from ferry_events import manifest
 from ferry_events.manifest import Entry, entry_from_disk
+from ferry_events.tree_rules import UnsafeTree, check_link, check_name, shown
 
-
-class UnsafeTree(Exception):
-    """A symlink leaving the release, or a file that is neither regular nor a symlink."""
+__all__ = ["Inventory", "UnsafeTree", "check_link", "inventory"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def inventory(
     entries: list[Entry] = []
     hashed = 0
     for relative, item in _walk(root):
+        check_name(relative)
         if item.is_symlink():
             check_link(real_root, root / relative, relative)
             entries.append(entry_from_disk(root, relative))
@@ -53,7 +55,9 @@ def inventory(
                 entries.append(entry_from_disk(root, relative))
                 hashed += 1
         else:
-            raise UnsafeTree(f"{relative}: neither a regular file, a directory nor a symlink")
+            raise UnsafeTree(
+                f"{shown(relative)}: neither a regular file, a directory nor a symlink"
+            )
     return Inventory(entries, hashed)
 
 
@@ -82,14 +86,3 @@ def _same_file(item: os.DirEntry[str], base_file: str, known: Entry) -> bool:
     # Size and mode as verified: a stale entry (its inode chmod-ed since) is never reused.
     mode = manifest.EXECUTABLE if info.st_mode & stat.S_IXUSR else manifest.REGULAR
     return same_inode and info.st_size == known.size and mode == known.mode
-
-
-def check_link(real_root: str, link: Path, relative: str) -> None:
-    target = os.readlink(link)
-    if os.path.isabs(target):
-        raise UnsafeTree(f"{relative}: symlink to an absolute path")
-    # Resolved the way the kernel would, links through links included: lexical checks
-    # (like rsync's --safe-links) miss `a/b -> ..` followed by `a/c -> b/../..`.
-    resolved = os.path.realpath(link)
-    if os.path.commonpath([real_root, resolved]) != real_root:
-        raise UnsafeTree(f"{relative}: symlink pointing outside the release")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ferry_events import git_blobs
+from ferry_events import git_blobs, tree_rules
 from ferry_events.manifest import Entry
 
 from ferry_staging_agent.vcs import Git, VcsError
@@ -18,9 +18,12 @@ def list_tree(git: Git, treeish: str) -> list[Entry]:
 
 
 def write_tree(git: Git, entries: Sequence[Entry], root: Path) -> None:
-    """Write the entries' blobs under root, after refusing an unsafe tree."""
+    """Write the entries' blobs under root, refusing a tree the hosts would refuse: its names and
+    paths before anything is written, its symlinks once they are (resolved on disk, as a host
+    resolves them)."""
     try:
         git_blobs.check_paths(entries)
         git_blobs.write_blobs(git, entries, root)
+        tree_rules.check_links(root, git_blobs.symlinks(entries))
     except git_blobs.TreeError as e:
         raise VcsError(str(e)) from e

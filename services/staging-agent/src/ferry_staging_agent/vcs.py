@@ -13,6 +13,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from ferry_events import tree_rules
+from ferry_events.tree_rules import shown
+
 _CREDENTIALS = re.compile(r"(://)[^/@\s]*@")
 _HEX = re.compile(r"^[0-9a-f]{4,40}$")
 # Variables that would point git at another repository, index or work tree than ours.
@@ -146,7 +149,9 @@ def _commit_of(git: Git, name: str) -> str | None:
 
 
 def _svn(args: list[str], timeout: float) -> bytes:
-    env = dict(os.environ, LC_ALL="C")
+    # UTF-8, not C: under C svn cannot write a non-ASCII name at all ("Can't convert string
+    # from 'UTF-8' to native encoding"); its messages stay in English either way.
+    env = dict(os.environ, LC_ALL="C.UTF-8")
     argv = ["svn", "--non-interactive", "--no-auth-cache", *args]
     return _run(argv, f"svn {args[0]}", timeout, env)
 
@@ -183,20 +188,24 @@ def remove_empty_dirs(root: Path) -> None:
 
 
 def _scan(root: Path) -> tuple[list[str], list[str]]:
+    """The files and symlinks under root, once the tree passes the hosts' rules."""
     files: list[str] = []
     links: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             full = Path(dirpath, name)
             relative = full.relative_to(root).as_posix()
-            if "\n" in relative:
-                raise VcsError(f"{relative!r}: a path with a newline cannot be staged")
             if full.is_symlink():
                 links.append(relative)
             elif full.is_file():
                 files.append(relative)
             elif not full.is_dir():
-                raise VcsError(f"{relative}: not a regular file, directory or symlink")
+                raise VcsError(f"{shown(relative)}: not a regular file, directory or symlink")
+    try:
+        tree_rules.check_tree(sorted(files + links), links)
+        tree_rules.check_links(root, links)
+    except tree_rules.TreeError as e:
+        raise VcsError(str(e)) from e
     return files, links
 
 
