@@ -23,6 +23,7 @@ from ferry_api.readmodels.projector import Projector
 from ferry_api.runtime import Runtime
 from ferry_api.settings import InsecureSettings, Settings
 from ferry_api.workers import (
+    anchors,
     heartbeats,
     process,
     reports,
@@ -56,6 +57,7 @@ def workers() -> list[Worker]:
         sync_deadlines.run,
         tag_deadlines.run,
         webhooks.run,
+        anchors.run,
     ]
 
 

@@ -19,7 +19,7 @@ from ferry_events.logs import configure_logging
 from ferry_events.signing import generate_key
 from ferry_events.validation import USER_NAME
 
-from ferry_api.audit.cli import add_audit_parser, run_audit
+from ferry_api.audit.cli import add_audit_parser, anchor_defaults, run_audit
 from ferry_api.bootstrap import running
 from ferry_api.commands import accounts
 from ferry_api.dead_letters_cli import add_dead_letters_parser, run_dead_letters
@@ -131,7 +131,7 @@ def cli(argv: list[str] | None = None) -> None:
     if args.command == "audit":
         # stdout carries --json and export output: library logs go to stderr, warnings only.
         configure_logging("ferry-api", "WARNING", json=False)
-        sys.exit(run_audit(args, settings.store_url()))
+        sys.exit(run_audit(args, settings.store_url(), anchor_defaults(settings)))
     if args.command == "dead-letters":  # stdout carries the letters; logs go to stderr
         configure_logging("ferry-api", "WARNING", json=False)
         sys.exit(run_dead_letters(args, settings))

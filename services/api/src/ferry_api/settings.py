@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # outside the demo: `ferry-api signing-key generate PATH` makes one.
     signing_key_file: Path | None = None
     command_ttl_seconds: float = Field(default=900.0, gt=0)  # a signed command expires after
+    # Where signed checkpoints of the log's head go, outside the database (ferry_events.anchors):
+    # a directory on storage the database's owner cannot write, or git:/path/to/repo. Unset: off.
+    anchor_sink: str | None = None
+    anchor_interval_seconds: float = Field(default=60.0, gt=0)  # and at every release
     # Broker users are <prefix>api, <prefix>staging, <prefix>publisher, <prefix>host-<host>;
     # a report is taken only from the user of the agent it speaks for (topology.BrokerUsers).
     broker_user_prefix: str = "ferry-"

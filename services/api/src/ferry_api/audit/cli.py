@@ -1,6 +1,7 @@
 """`ferry-api audit verify|replay|host|export`: read the event log directly (--database-url,
 else the API's own FERRY_DATABASE_URL) and check, replay or export it. Exit codes of verify:
-0 OK, 1 the hash chain is broken, 2 a read model differs."""
+0 OK, 1 the hash chain is broken, 2 a read model differs, 3 an anchor is no longer in the log
+(its tail was cut) or is not signed by a trusted key."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ferry_events.anchors import AnchorError, check_anchors, open_sink
 from ferry_events.backends import open_store
 from ferry_events.chain import walk
 from ferry_events.envelope import StoredEvent
 from ferry_events.projection import LogWithReadModels
+from ferry_events.signing import BadKey, load_public_keys
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,7 +31,7 @@ from ferry_api.readmodels import all_projections
 console = Console(stderr=True)
 T = TypeVar("T")
 
-CHAIN_BROKEN, PROJECTIONS_DIFFER = 1, 2
+CHAIN_BROKEN, PROJECTIONS_DIFFER, ANCHOR_BROKEN = 1, 2, 3
 ATTEMPTS = 3  # comparisons while live projections keep moving
 
 
@@ -51,14 +54,32 @@ def add_audit_parser(commands: Any) -> None:
         )
     for command in (replay, host):
         command.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--anchors", help="anchor sink: a directory or git:/repo (default: the API's)"
+    )
+    verify.add_argument("--trusted-keys", help="the API's .pub file(s) or a directory of them")
 
 
-def run_audit(args: argparse.Namespace, default_url: str) -> int:
+def anchor_defaults(settings: Any) -> tuple[str | None, str | None]:
+    """The API's own anchor sink and the public half of its signing key."""
+    key = settings.signing_key_file
+    return settings.anchor_sink, (f"{key}.pub" if key is not None else None)
+
+
+def run_audit(
+    args: argparse.Namespace,
+    default_url: str,
+    anchors: tuple[str | None, str | None] = (None, None),
+) -> int:
     """Run the parsed audit command; its exit code."""
     url: str = args.database_url or default_url
     if args.audit == "verify":
         code, message = _run(url, _verify)
         print(message)
+        sink, keys = args.anchors or anchors[0], args.trusted_keys or anchors[1]
+        if code == 0 and sink:
+            code, message = _run(url, lambda store: _verify_anchors(store, sink, keys))
+            print(message)
         return code
     if args.audit == "replay":
         state = _run(url, lambda store: replay_state(store, args.at))
@@ -128,6 +149,17 @@ async def _verify(store: LogWithReadModels) -> tuple[int, str]:
     if difference is not None:
         return PROJECTIONS_DIFFER, difference
     return 0, f"OK: {report.events} events, hash chain intact, {len(limits)} projections match"
+
+
+async def _verify_anchors(store: LogWithReadModels, sink: str, keys: str | None) -> tuple[int, str]:
+    if keys is None:
+        return ANCHOR_BROKEN, "anchors: --trusted-keys names no key to check them with"
+    try:
+        trusted = load_public_keys(keys)
+        report = await check_anchors(store, open_sink(sink).read(), trusted)
+    except (AnchorError, BadKey) as error:
+        return ANCHOR_BROKEN, f"anchors: {error}"
+    return (0 if report.ok else ANCHOR_BROKEN), str(report)
 
 
 async def _checkpoints(store: LogWithReadModels) -> dict[str, int]:
