@@ -89,3 +89,29 @@ def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield "memory://"
     else:
         yield request.getfixturevalue("amqp_url")
+
+
+# Folders whose session ends with one line `<folder>: tried N, held M`: how many of their tests
+# ran (not skipped) and how many of those passed; tests added there later count too.
+SUMMARISED = ("security", "faults")
+_summary_reports: dict[str, dict[str, list[pytest.TestReport]]] = {f: {} for f in SUMMARISED}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    path, tests = Path(str(report.fspath)).resolve(), Path(__file__).resolve().parent
+    folder = path.relative_to(tests).parts if path.is_relative_to(tests) else ()
+    if len(folder) > 1 and folder[0] in _summary_reports:
+        _summary_reports[folder[0]].setdefault(report.nodeid, []).append(report)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for folder, by_test in _summary_reports.items():
+        if not by_test:
+            continue
+        tried = [reports for reports in by_test.values() if not any(r.skipped for r in reports)]
+        held = [
+            reports
+            for reports in tried
+            if all(r.passed for r in reports) and any(r.when == "call" for r in reports)
+        ]
+        terminalreporter.write_line(f"{folder}: tried {len(tried)}, held {len(held)}")

@@ -2,8 +2,7 @@
 by deploy/broker/setup.py on the shared RabbitMQ), the broker's TLS (a private node), and the
 API's web-facing leaks (a real API on a fresh database, with the API tests' helpers).
 
-At the end of a session this folder prints one line, `security: tried N, held M`: how many of
-its tests ran and how many of those passed; tests added here later count too.
+The session ends with one line, `security: tried N, held M` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,23 +20,6 @@ from ferry_events.topology import BrokerUsers
 HERE = Path(__file__).resolve().parent
 # The API tests' helpers (api_client: a real API; stand_in_agents: the agents' side of the bus).
 sys.path.insert(0, str(HERE.parent / "integration"))
-
-_reports: dict[str, list[pytest.TestReport]] = defaultdict(list)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if HERE in Path(str(report.fspath)).resolve().parents:
-        _reports[report.nodeid].append(report)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    tried = [reports for reports in _reports.values() if not any(r.skipped for r in reports)]
-    held = [
-        reports
-        for reports in tried
-        if all(r.passed for r in reports) and any(r.when == "call" for r in reports)
-    ]
-    terminalreporter.write_line(f"security: tried {len(tried)}, held {len(held)}")
 
 
 @pytest.fixture(scope="session")
