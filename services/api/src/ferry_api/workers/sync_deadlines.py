@@ -9,48 +9,22 @@ and every restart appends it once (DuplicateEvent: already done).
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import structlog
-from ferry_events.envelope import Metadata, NewEvent, StoredEvent
+from ferry_events.envelope import StoredEvent
 from ferry_events.schemas import HostSyncFailed, HostSyncRequested
-from ferry_events.store import DuplicateEvent
 
 from ferry_api.commands.loading import load_ticket
 from ferry_api.domain import Ticket
-from ferry_api.domain.streams import SYSTEM_ACTOR, ticket_stream
-from ferry_api.readmodels.tickets import TICKETS
 from ferry_api.runtime import Runtime
-
-log = structlog.get_logger()
-
-ACTOR = SYSTEM_ACTOR
-PAGE = 100
-LONGEST_PAUSE = 5.0  # seconds between scans at most, whatever the deadline
-
-
-@dataclass(frozen=True)
-class Overdue:
-    """A host's pending sync request, past its deadline, and the failure that answers it."""
-
-    request: StoredEvent
-    failure: HostSyncFailed
-
-    @property
-    def event_id(self) -> uuid.UUID:
-        return uuid.uuid5(self.request.event_id, "deadline")
+from ferry_api.workers.deadlines import Overdue, publishing_tickets, record_failure, scan_forever
 
 
 async def run(runtime: Runtime) -> None:
     """Scan for overdue hosts for ever, a few times per deadline."""
-    pause = min(max(runtime.settings.sync_timeout_seconds / 4, 0.2), LONGEST_PAUSE)
-    while True:
-        await expire_overdue(runtime)
-        await asyncio.sleep(pause)
+    await scan_forever(runtime.settings.sync_timeout_seconds, lambda: expire_overdue(runtime))
 
 
 async def expire_overdue(runtime: Runtime, now: datetime | None = None) -> int:
@@ -58,10 +32,10 @@ async def expire_overdue(runtime: Runtime, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     timeout = timedelta(seconds=runtime.settings.sync_timeout_seconds)
     appended = 0
-    for ticket_id in await _publishing_with_syncing_hosts(runtime):
+    for ticket_id in await publishing_tickets(runtime, _has_a_syncing_host):
         loaded = await load_ticket(runtime.store, ticket_id)
         for late in overdue(loaded.ticket, loaded.events, now, timeout):
-            appended += await _append_failure(runtime, late)
+            appended += await record_failure(runtime, late, "host.missed_sync_deadline")
     return appended
 
 
@@ -87,7 +61,7 @@ def overdue(
             reason=f"no report from {host} within {seconds} s: is its agent running?",
             attempt=row.attempt,
         )
-        found.append(Overdue(request, failure))
+        found.append(Overdue(request, failure, "deadline"))
     return found
 
 
@@ -104,44 +78,5 @@ def _request_of(events: Sequence[StoredEvent], host: str, attempt: int) -> Store
     return None
 
 
-async def _publishing_with_syncing_hosts(runtime: Runtime) -> list[str]:
-    """Tickets the read model shows publishing with a host still syncing (the stream decides)."""
-    found: list[str] = []
-    offset = 0
-    while True:
-        docs = await runtime.store.find(
-            TICKETS, {"state": "publishing"}, order_by="seq", limit=PAGE, offset=offset
-        )
-        found += [
-            doc["id"]
-            for doc in docs
-            if any(row["state"] == "syncing" for row in doc["hosts"].values())
-        ]
-        if len(docs) < PAGE:
-            return found
-        offset += PAGE
-
-
-async def _append_failure(runtime: Runtime, late: Overdue) -> int:
-    failure = late.failure
-    bound = log.bind(
-        ticket_id=failure.ticket_id,
-        app=failure.app,
-        host=failure.host,
-        version=failure.version,
-        attempt=failure.attempt,
-    )
-    metadata = Metadata(
-        actor=ACTOR,
-        causation_id=str(late.request.event_id),
-        correlation_id=late.request.metadata.correlation_id,
-    )
-    try:
-        await runtime.store.append(
-            ticket_stream(failure.ticket_id), [NewEvent.of(failure, metadata, late.event_id)], None
-        )
-    except DuplicateEvent:
-        bound.info("sync deadline already recorded")
-        return 0
-    bound.warning("host missed its sync deadline", reason=failure.reason)
-    return 1
+def _has_a_syncing_host(doc: dict[str, Any]) -> bool:
+    return any(row["state"] == "syncing" for row in doc["hosts"].values())
