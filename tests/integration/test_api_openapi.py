@@ -8,13 +8,16 @@ schemathesis drives it from a worker thread, as its transport is synchronous.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
+from typing import Any
 
 import hypothesis
 import hypothesis.errors
 import pytest
 import schemathesis
 from api_client import Api, over_tcp
+from ferry_api.domain import Ticket
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.schemas import APIOperation
@@ -80,3 +83,39 @@ async def test_no_generated_request_gets_a_server_error(api: Api) -> None:
     # Generated valid input gets through auth and validation (else this run proves little).
     assert seen[("POST /api/v1/users", 201)] and seen[("POST /api/v1/apps", 201)]
     assert seen[("POST /api/v1/apps", 422)]
+
+
+def _body_schemas(responses: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schemas of an operation's 2xx bodies (a 204 has none)."""
+    return [
+        media.get("schema", {})
+        for status, response in responses.items()
+        if status.startswith("2") and status != "204"
+        for media in response.get("content", {}).values()
+    ]
+
+
+def _is_open_object(schema: dict[str, Any]) -> bool:
+    """`{}`, or an object of anything: it tells a client nothing of the body."""
+    return not schema or (
+        schema.get("type") == "object"
+        and "properties" not in schema
+        and schema.get("additionalProperties", True) in (True, {})
+    )
+
+
+async def test_every_operation_documents_its_response_body(api: Api) -> None:
+    spec = (await api.http.get("/openapi.json")).json()
+    vague = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert any(status.startswith("2") for status in responses), f"{method} {path}"
+            schemas = _body_schemas(responses)
+            if "204" not in responses and (not schemas or any(map(_is_open_object, schemas))):
+                vague.append(f"{method.upper()} {path}")
+    assert not vague, f"no response schema (or an empty one): {vague}"
+    # A field added to the ticket read model must reach the body, not be dropped by its model.
+    ticket = spec["components"]["schemas"]["TicketDetail"]["properties"]
+    fields = {field.name for field in dataclasses.fields(Ticket)}
+    assert fields | {"seq", "created_at", "allowed_actions", "stream_version"} <= set(ticket)

@@ -167,7 +167,7 @@ async def test_each_format_gets_its_notices_and_the_url_leaks_nowhere(
     assert TOKEN not in json.dumps(events)
     await settled(ferry)
     text = logged(caplog, capsys)
-    assert "webhook delivered" in text
+    assert "webhook.delivered" in text
     assert TOKEN not in text
 
 
@@ -219,7 +219,9 @@ async def test_a_dead_receiver_holds_up_neither_the_release_nor_other_webhooks(
     assert (notice["event"], notice["ticket_id"]) == ("published", ticket_id)
     # After its five tries (15 s of pauses) each notice to the dead one is given up.
     await settled(ferry)
-    given_up = [line for line in logged(caplog, capsys).splitlines() if "given up" in line]
+    given_up = [
+        line for line in logged(caplog, capsys).splitlines() if "webhook.delivery_given_up" in line
+    ]
     assert len(given_up) == 3  # approval requested, approved, published
     assert all("ConnectError" in line and f"127.0.0.1:{port}/…" in line for line in given_up)
     assert not any(TOKEN in line for line in given_up)
@@ -260,7 +262,7 @@ async def test_a_delivery_pending_when_the_api_stops_is_made_after_a_restart(
     ]
     assert TOKEN not in json.dumps(events)
     text = logged(caplog, capsys)
-    assert "webhook deliveries resumed" in text and "webhook delivered" in text
+    assert "webhook.deliveries_resumed" in text and "webhook.delivered" in text
     assert TOKEN not in text
 
 
@@ -281,7 +283,7 @@ async def test_a_delivery_to_a_removed_webhook_is_dropped(
     assert deleted.status_code == 204
     await settled(ferry)  # at its next try the webhook is gone
     assert len(receiver.posts["json"]) == 1
-    assert "delivery dropped" in logged(caplog, capsys)
+    assert "webhook.delivery_dropped" in logged(caplog, capsys)
     changed = [e["data"] for e in await ferry.api.events() if e["type"] == "app.webhook_changed"]
     assert [(c["change"], c["events"]) for c in changed] == [
         ("added", ["approval_requested"]),

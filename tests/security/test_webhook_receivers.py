@@ -149,4 +149,4 @@ async def test_a_delivery_to_a_receiver_no_longer_allowed_is_logged_and_not_sent
 
 
 def refused(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "webhook delivery refused" in line]
+    return [line for line in log.splitlines() if "webhook.delivery_refused" in line]

@@ -136,7 +136,7 @@ class ProjectionRunner:
     async def rebuild(self) -> int:
         """Drop the projection's documents and checkpoint, then apply the log from position 0."""
         async with self._turn:
-            self._log.info("projection rebuild")
+            self._log.info("projection.rebuild_started")
             await self._store.reset(self._projection.name, self._projection.collections)
             self._checkpoint = None
             return await self._catch_up()
@@ -206,7 +206,7 @@ class ProjectionRunner:
                 self._projection.name, expected, events[-1].position, docs.changes
             )
         except WrongExpectedVersion:
-            self._log.info("projection checkpoint moved by another runner", expected=expected)
+            self._log.info("projection.checkpoint_moved", expected=expected)
             self._checkpoint = None
             await self._load_checkpoint()
             return False
@@ -297,7 +297,7 @@ async def _apply_together(
             runner._untrusted()
         if not isinstance(error, WrongExpectedVersion):
             raise
-        log.info("projection checkpoint moved by another runner", projection=error.stream)
+        log.info("projection.checkpoint_moved", projection=error.stream)
         return False
     for (runner, mine), batch in zip(behind, docs, strict=True):
         runner._committed(mine[-1].position, batch)

@@ -84,15 +84,15 @@ class Relay:
                         standby_logged = False
                         await self._relay_while_active()
                     elif not standby_logged:
-                        self._log.info("relay standby: another relay holds the lock")
+                        self._log.info(
+                            "relay.standby_entered", reason="another relay holds the lock"
+                        )
                         standby_logged = True
             except Exception as error:
                 # The store failed (its lock may be gone with its connection) or another relay
                 # moved the checkpoint: take the lock afresh before publishing again.
                 pause = self._backoff.next_delay()
-                self._log.warning(
-                    "relay stopped, retaking its lock", error=repr(error), retry_in=pause
-                )
+                self._log.warning("relay.stopped", error=repr(error), retry_in=pause)
             await asyncio.sleep(pause)
 
     async def lag(self) -> int:
@@ -101,7 +101,7 @@ class Relay:
         return max(0, await self._store.last_position() - checkpoint)
 
     async def _relay_while_active(self) -> None:
-        self._log.info("relay active")
+        self._log.info("relay.activated")
         self.active = True
         try:
             while True:
@@ -109,7 +109,7 @@ class Relay:
                     await self._follow()
                 except BusError as error:  # broker down, Unroutable, NotConfirmed
                     delay = self._backoff.next_delay()
-                    self._log.warning("relay retrying", error=repr(error), retry_in=delay)
+                    self._log.warning("relay.retried", error=repr(error), retry_in=delay)
                     await asyncio.sleep(delay)
         finally:
             self.active = False
@@ -177,7 +177,7 @@ def routing_of(event: StoredEvent) -> tuple[Message, bool, int]:
     except ValueError as error:
         # A stored event that no longer parses must not stall every later one: broadcast it
         # under its wire name and say so loudly.
-        log.error("relay cannot parse stored event", position=event.position, error=str(error))
+        log.error("relay.event_unparsed", position=event.position, error=str(error))
         return Message.of_stored(event, event.type), False, event.position
     mandatory = bool(getattr(payload, "is_command", False))
     return Message.of_stored(event, payload.routing_key()), mandatory, event.position

@@ -102,7 +102,9 @@ def command_signer(settings: Settings) -> CommandSigner | None:
     except BadKey as error:
         raise InsecureSettings(f"FERRY_SIGNING_KEY_FILE: {error}") from None
     signer = CommandSigner(key, ttl_seconds=settings.command_ttl_seconds)
-    log.info("relay.signing", key_id=signer.key_id, ttl_seconds=settings.command_ttl_seconds)
+    log.info(
+        "relay.signing_enabled", key_id=signer.key_id, ttl_seconds=settings.command_ttl_seconds
+    )
     return signer
 
 
@@ -110,7 +112,7 @@ def warn_if_shared_broker_user(settings: Settings) -> None:
     """Development with one broker login for every agent is allowed, but never silently."""
     if settings.shared_broker_user:
         log.warning(
-            "broker.shared_user",
+            "broker.user_shared",
             user=settings.shared_broker_user,
             meaning="every agent logs in as this user: its reports are taken for any agent",
         )
@@ -126,5 +128,5 @@ async def _supervised(worker: Worker, runtime: Runtime) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("worker crashed; restarting in 1 s", worker=name)
+            log.exception("worker.crashed", worker=name, restart_in=1)
             await asyncio.sleep(1)

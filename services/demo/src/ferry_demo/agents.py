@@ -129,11 +129,11 @@ async def run_rsync_agent(runtime: Runtime, setup: DemoSetup, host: DemoHost) ->
 
 async def _serving(name: str, serve: Coroutine[Any, Any, None]) -> None:
     """Run an agent until the demo stops; a crash is logged, not left to a silent task."""
-    log.info("demo agent started", agent=name)
+    log.info("demo_agent.started", agent=name)
     try:
         await serve
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("demo agent stopped", agent=name)
+        log.exception("demo_agent.crashed", agent=name)
         raise

@@ -41,7 +41,7 @@ async def create_user(
     created = UserCreated(username=username, role=role, by=by)
     await runtime.append(stream, [created], 0, actor=by, wait=wait)
     await credentials.set_password(runtime.store, username, password)
-    log.info("user created", username=username, role=role, by=by)
+    log.info("user.created", username=username, role=role, by=by)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ async def change_user(
     await runtime.append(stream, events, version, actor=by, wait=wait)
     if change.password is not None:
         await credentials.set_password(runtime.store, username, change.password)
-    log.info("user changed", username=username, changes=[e.type_name for e in events], by=by)
+    log.info("user.changed", username=username, changes=[e.type_name for e in events], by=by)
 
 
 async def check_current_password(
@@ -113,7 +113,7 @@ async def create_token(runtime: Runtime, owner: Actor, name: str) -> tuple[str, 
     created = TokenCreated(token_id=token_id, username=owner.username, name=name, by=owner.username)
     await runtime.append(user_stream(owner.username), [created], None, actor=owner.username)
     await credentials.save_token_digest(runtime.store, token, token_id, owner.username)
-    log.info("api token created", username=owner.username, token_id=token_id)
+    log.info("token.created", username=owner.username, token_id=token_id)
     return token_id, token
 
 
@@ -126,4 +126,4 @@ async def revoke_token(runtime: Runtime, token_id: str, actor: Actor) -> None:
         revoked = TokenRevoked(token_id=token_id, username=token["username"], by=actor.username)
         await runtime.append(user_stream(token["username"]), [revoked], None, actor=actor.username)
     await credentials.forget_token_digest(runtime.store, token_id)
-    log.info("api token revoked", username=token["username"], token_id=token_id)
+    log.info("token.revoked", username=token["username"], token_id=token_id)

@@ -40,7 +40,7 @@ async def create_app(runtime: Runtime, config: AppCreated) -> None:
         raise Conflict(f"app '{config.name}' already exists")
     await declare_host_queues(runtime.bus, config.hosts)
     await runtime.append(stream, [config], 0, actor=config.by)
-    log.info("app created", app=config.name, by=config.by)
+    log.info("app.created", app=config.name, by=config.by)
 
 
 async def current_config(runtime: Runtime, name: str) -> tuple[dict[str, Any] | None, int]:
@@ -75,7 +75,7 @@ async def update_app(runtime: Runtime, name: str, changes: dict[str, Any], by: s
             await runtime.append(app_stream(name), [updated], version, actor=by)
         except WrongExpectedVersion:
             continue
-        log.info("app changed", app=name, fields=sorted(changed), by=by)
+        log.info("app.changed", app=name, fields=sorted(changed), by=by)
         return True
     raise Conflict(f"app '{name}' keeps changing; try again")
 

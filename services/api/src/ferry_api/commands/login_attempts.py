@@ -60,7 +60,7 @@ async def check(runtime: Runtime, username: str, address: str) -> None:
     for counter, key, limit in limits:
         wait = await _wait(runtime, counter, key, limit)
         if wait > 0:
-            log.warning("login throttled", counter=counter, username=username, address=address)
+            log.warning("login.throttled", counter=counter, username=username, address=address)
             raise Throttled(
                 f"too many failed logins for this {'account' if counter == 'user' else 'address'}"
                 f"; try again in {math.ceil(wait)} s",
@@ -95,7 +95,7 @@ async def failed(runtime: Runtime, username: str, address: str) -> None:
             "at": now,
         }
     await runtime.store.commit(CHECKPOINT, expected=0, position=0, changes=changes)
-    log.info("login failed", username=username, address=address)
+    log.info("login.failed", username=username, address=address)
 
 
 async def succeeded(runtime: Runtime, username: str) -> None:

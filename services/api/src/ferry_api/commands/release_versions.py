@@ -60,7 +60,7 @@ async def publish_deploy(runtime: Runtime, actor: Actor, ticket: Ticket) -> None
         )
         # If the app stream kept moving, the process manager records the allocation (step 4).
         await record_allocation(runtime, stored[0], actor=actor.username)
-    log.info("publish requested", ticket_id=ticket.id, app=ticket.app, version=version)
+    log.info("publish.requested", ticket_id=ticket.id, app=ticket.app, version=version)
     await runtime.projector.caught_up(stored[-1].position)
 
 
@@ -82,7 +82,7 @@ async def record_allocation(runtime: Runtime, publish: StoredEvent, *, actor: st
         if holder is not None:
             if holder != allocated.ticket_id:
                 log.error(
-                    "release version allocated twice",
+                    "release_version.allocated_twice",
                     app=allocated.app,
                     version=allocated.version,
                     ticket_id=allocated.ticket_id,
@@ -105,7 +105,7 @@ async def record_allocation(runtime: Runtime, publish: StoredEvent, *, actor: st
             return True
         except WrongExpectedVersion:
             continue
-    log.warning("version allocation not recorded", app=allocated.app, version=allocated.version)
+    log.warning("release_version.not_recorded", app=allocated.app, version=allocated.version)
     return False
 
 

@@ -72,7 +72,7 @@ async def submit(
     stored = await runtime.append(
         ticket_stream(ticket_id), events, 0, actor=actor.username, correlation_id=ticket_id
     )
-    log.info("ticket submitted", ticket_id=ticket_id, app=app, kind=kind, by=actor.username)
+    log.info("ticket.submitted", ticket_id=ticket_id, app=app, kind=kind, by=actor.username)
     return Submitted(replayed(stored), config)
 
 
@@ -99,7 +99,7 @@ async def act(
         actor=actor.username,
         correlation_id=ticket_id,
     )
-    log.info("ticket action", ticket_id=ticket_id, action=action, by=actor.username)
+    log.info("ticket.acted", ticket_id=ticket_id, action=action, by=actor.username)
 
 
 async def _return(rt: Runtime, loaded: Loaded, actor: Actor, given: ActionInput) -> list[Event]:

@@ -123,4 +123,4 @@ async def _audit(
         by=by,
     )
     await runtime.append(app_stream(doc["app"]), [changed], None, actor=by)
-    log.info("webhook changed", app=doc["app"], webhook=doc["id"], change=change, by=by)
+    log.info("webhook.changed", app=doc["app"], webhook=doc["id"], change=change, by=by)

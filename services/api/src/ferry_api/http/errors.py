@@ -91,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", path=request.url.path)
+        log.exception("request.failed", path=request.url.path)
         # Answered outside the middlewares (Starlette's ServerErrorMiddleware): headers here.
         return error_body(
             500, "internal", "internal error; the log has the details", SECURITY_HEADERS

@@ -48,7 +48,7 @@ class Projector:
             async with asyncio.timeout(within), self._moved:
                 await self._moved.wait_for(lambda: self.position >= position)
         except TimeoutError:
-            log.warning("read models lag behind", wanted=position, at=self.position)
+            log.warning("readmodels.lagged", wanted=position, at=self.position)
 
     async def rebuild(self, names: Collection[str] | None = None) -> None:
         """Drop and rebuild from position 0 the named read models (default: all)."""

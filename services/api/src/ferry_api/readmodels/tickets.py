@@ -79,7 +79,7 @@ class TicketsProjection:
         try:
             doc = next_document(await docs.get(TICKETS, key), event)
         except ValueError as error:  # a stream that does not start with ticket.submitted
-            log.error("ticket stream unreadable", ticket_id=key, error=str(error))
+            log.error("ticket.unreadable", ticket_id=key, error=str(error))
             return
         if doc is not None:
             docs.put(TICKETS, key, doc)

@@ -34,10 +34,10 @@ async def record_heartbeat(runtime: Runtime, message: Message) -> None:
     try:
         beat = parse_event(message.type, int(message.body["schema_version"]), message.body["data"])
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
-        log.warning("malformed heartbeat dropped", message_id=message.message_id, error=str(exc))
+        log.warning("heartbeat.malformed", message_id=message.message_id, error=str(exc))
         return
     if not isinstance(beat, AgentHeartbeat):
-        log.warning("not a heartbeat, dropped", message_id=message.message_id, type=message.type)
+        log.warning("heartbeat.mistyped", message_id=message.message_id, type=message.type)
         return
     if not Senders.of(runtime.settings).may_beat(beat, message.sender):
         runtime.metrics.heartbeats_dropped.inc()

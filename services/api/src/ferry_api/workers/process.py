@@ -103,7 +103,7 @@ async def on_publish(runtime: Runtime, cause: StoredEvent, publish: PublishReque
     release = await runtime.store.get(RELEASES, release_key(publish.app, publish.version))
     if release is None:
         log.error(
-            "rollback to a release with no record",
+            "rollback.release_unknown",
             ticket_id=publish.ticket_id,
             app=publish.app,
             version=publish.version,
@@ -126,7 +126,7 @@ async def sync_hosts(
         app = await runtime.store.get(APPS, ticket.app)
         hosts: list[str] = list(app["hosts"]) if app else []
         if not hosts:
-            log.warning("app has no hosts to sync", ticket_id=ticket_id, app=ticket.app)
+            log.warning("publish.hostless", ticket_id=ticket_id, app=ticket.app)
         return decisions.request_host_syncs(ticket, hosts, digest)
 
     await _react_on_ticket(runtime, cause, ticket_id, decide, "host-sync")
@@ -197,10 +197,10 @@ async def _append(
             wait=False,
         )
     except DuplicateEvent:
-        log.info("reaction already appended", stream=stream, reaction=name)
+        log.info("reaction.already_appended", stream=stream, reaction=name)
         return
     log.info(
-        "reaction appended",
+        "reaction.appended",
         stream=stream,
         reaction=name,
         types=[event.type_name for event in events],

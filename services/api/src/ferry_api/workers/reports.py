@@ -114,7 +114,7 @@ async def record_on_ticket(
     history = await runtime.store.read_stream(ticket_stream(ticket_id)) if ticket_id else []
     if not history or history[0].data.get("app") != getattr(report, "app", None):
         stats.ignored += 1
-        bound.warning("report for no known ticket of that app; not recorded")
+        bound.warning("report.unmatched", reason="no known ticket of that app; not recorded")
         return
     event_id = report_event_id(message.message_id)
     try:
@@ -123,14 +123,14 @@ async def record_on_ticket(
         )
     except DuplicateEvent:
         stats.duplicates += 1
-        bound.info("report already recorded")
+        bound.info("report.already_recorded")
         return
     stats.recorded += 1
     stats.last_recorded_at = time.time()
     sent = _sent_at(message, metadata)
     if sent is not None:
         stats.lag_seconds = max(0.0, (stored[0].recorded_at - sent).total_seconds())
-    bound.info("report recorded", position=stored[0].position)
+    bound.info("report.recorded", position=stored[0].position)
     if isinstance(report, StagingCompleted):
         await take_staging(runtime, stored[0])
 

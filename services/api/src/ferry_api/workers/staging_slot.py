@@ -55,7 +55,7 @@ async def take_staging(runtime: Runtime, completed: StoredEvent) -> None:
             return
         except WrongExpectedVersion:
             continue
-        log.info("staging slot taken", app=staged.app, ticket_id=staged.ticket_id)
+        log.info("staging_slot.taken", app=staged.app, ticket_id=staged.ticket_id)
         return
     raise RuntimeError(f"app stream {stream} kept moving; StagingTaken not appended")
 

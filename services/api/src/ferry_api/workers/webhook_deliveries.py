@@ -82,7 +82,9 @@ async def _attempt(
     hook = await webhook(runtime, doc["app"], doc["webhook_id"])
     if hook is None or doc["position"] <= hook["since"]:
         # A webhook added again since hears only later events, as a new one would.
-        bound.warning("webhook removed or replaced since the event; delivery dropped")
+        bound.warning(
+            "webhook.delivery_dropped", reason="webhook removed or replaced since the event"
+        )
         await _write(runtime, key_of(doc), None)
         return None
     attempt = doc["attempts"] + 1
@@ -111,7 +113,7 @@ async def _post_if_allowed(
     except Unresolved:
         return "Unresolved"  # a DNS hiccup is tried again, like a refused connection
     if refused:
-        bound.error("webhook delivery refused", reason=refused, receiver=redacted(url))
+        bound.error("webhook.delivery_refused", reason=refused, receiver=redacted(url))
         return None
     return await _post(client, url, body_of(notice, hook["format"]))
 
@@ -121,13 +123,13 @@ def _outcome(
 ) -> float | None:
     """Logs how the try went; the pause before the next one, or None if there is none."""
     if isinstance(status, int) and 200 <= status < 300:
-        bound.info("webhook delivered", status=status)
+        bound.info("webhook.delivered", status=status)
         return None
     if not pauses_left:
         reason = f"HTTP {status}" if isinstance(status, int) else status
-        bound.error("webhook delivery given up", reason=reason, receiver=redacted(url))
+        bound.error("webhook.delivery_given_up", reason=reason, receiver=redacted(url))
         return None
-    bound.warning("webhook delivery failed; retrying", status=status)
+    bound.warning("webhook.delivery_failed", status=status)
     return pauses_left[0]
 
 

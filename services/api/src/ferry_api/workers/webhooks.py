@@ -65,7 +65,7 @@ async def _schedule(runtime: Runtime, start: Callable[[dict[str, Any]], None]) -
     checkpoint = await runtime.store.checkpoint(CHECKPOINT)
     resumed = await pending(runtime)
     if resumed:
-        log.info("webhook deliveries resumed", count=len(resumed))
+        log.info("webhook.deliveries_resumed", count=len(resumed))
     for doc in resumed:
         start(doc)
     async for batch in runtime.store.subscribe(after=checkpoint):
@@ -89,7 +89,7 @@ async def deliveries(runtime: Runtime, event: StoredEvent) -> list[dict[str, Any
         loaded = await load_ticket(runtime.store, payload.ticket_id)
     except (NotFound, ValueError):
         # A history the fold refuses would crash the worker on the same event for ever.
-        log.warning("no ticket to announce; skipped", ticket_id=payload.ticket_id)
+        log.warning("notice.skipped", ticket_id=payload.ticket_id)
         return []
     notice = notice_of(payload, loaded.ticket)
     if notice is None:

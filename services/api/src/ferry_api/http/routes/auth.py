@@ -32,7 +32,8 @@ router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
 class Login(BaseModel):
-    username: Annotated[str, Field(min_length=1, max_length=64)]
+    # No control characters: a failed login's name is recorded (and PostgreSQL refuses NUL).
+    username: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
     cookie: bool = Field(
         False,
@@ -106,7 +107,7 @@ async def logout(
     """End the session (bearer or cookie): its token is refused from now on, by every API
     process; the browser's cookies are cleared. The user's other sessions go on."""
     username = await end_session(runtime, token)
-    log.info("logged out", username=username)
+    log.info("session.ended", username=username)
     response = Response(status_code=204)
     clear_session_cookies(response, request)
     return response

@@ -87,7 +87,7 @@ def _resume_from(last_event_id: str | None) -> int | None:
     response_class=EventSourceResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {}},
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "one `message` per new event, `id` = its position",
         }
     },

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from ferry_api.http.auth import CurrentUser
 from ferry_api.http.deps import RuntimeDep
 from ferry_api.http.errors import error_body
+from ferry_api.http.schemas import Status
 from ferry_api.metrics import CONTENT_TYPE
 from ferry_api.workers.heartbeats import declare_heartbeat_queue
 
@@ -20,15 +21,18 @@ PROBE_SECONDS = 3.0
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
+async def healthz() -> Status:
     """The process is up."""
-    return {"status": "ok"}
+    return Status(status="ok")
 
 
 @router.get(
     "/readyz",
-    response_model=None,
-    responses={503: {"description": "the event store or the bus does not answer"}},
+    response_model=None,  # a 503 is an error body (a JSONResponse): the 200 body is Status
+    responses={
+        200: {"model": Status},
+        503: {"description": "the event store or the bus does not answer"},
+    },
 )
 async def readyz(runtime: RuntimeDep) -> object:
     """The store and the bus answer."""
@@ -48,7 +52,12 @@ async def readyz(runtime: RuntimeDep) -> object:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+            "description": "Prometheus text",
+        }
+    },
 )
 async def metrics(_: CurrentUser, runtime: RuntimeDep) -> Response:
     """Prometheus metrics (scrape with an API token as bearer)."""

@@ -16,6 +16,7 @@ from ferry_api.domain import ACTIONS, Action, Actor, TicketState, allowed_action
 from ferry_api.domain.errors import NotFound
 from ferry_api.http.auth import CurrentUser
 from ferry_api.http.deps import RuntimeDep
+from ferry_api.http.schemas import TicketDetail, TicketOut, TicketPage, Timeline, TimelineEntry
 from ferry_api.http.shown import shown_data
 from ferry_api.readmodels.apps import APPS
 from ferry_api.readmodels.tickets import TICKETS, stream_document, when
@@ -52,7 +53,7 @@ class ActionBody(BaseModel):
 
 
 @router.post("", status_code=201)
-async def submit_ticket(body: NewTicket, actor: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+async def submit_ticket(body: NewTicket, actor: CurrentUser, runtime: RuntimeDep) -> TicketDetail:
     """File a deploy (a ref to stage) or a rollback (a released version) ticket."""
     submitted = await ticket_commands.submit(
         runtime,
@@ -76,7 +77,7 @@ async def list_tickets(
     author: UserName | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-) -> dict[str, Any]:
+) -> TicketPage:
     """Tickets, newest first, filtered by app, state and (latest) author."""
     where = {
         name: value
@@ -87,35 +88,34 @@ async def list_tickets(
         TICKETS, where, order_by="seq", descending=True, limit=limit, offset=offset
     )
     total = await runtime.store.count(TICKETS, where)
-    return {"tickets": docs, "total": total, "limit": limit, "offset": offset}
+    tickets = [TicketOut.model_validate(doc) for doc in docs]
+    return TicketPage(tickets=tickets, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{ticket_id}")
-async def get_ticket(ticket_id: str, actor: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+async def get_ticket(ticket_id: str, actor: CurrentUser, runtime: RuntimeDep) -> TicketDetail:
     """The ticket now, its per-host progress, and the actions the caller may take."""
     return await _detail(runtime, actor, ticket_id)
 
 
 @router.get("/{ticket_id}/events")
-async def ticket_timeline(
-    ticket_id: str, actor: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def ticket_timeline(ticket_id: str, actor: CurrentUser, runtime: RuntimeDep) -> Timeline:
     """Everything that happened to the ticket, in order: who did what, when, and why."""
     loaded = await load_ticket(runtime.store, ticket_id)
-    return {
-        "ticket_id": ticket_id,
-        "events": [
-            {
-                "position": e.position,
-                "version": e.version,
-                "type": e.type,
-                "at": when(e.recorded_at),
-                "actor": e.metadata.actor,
-                "data": shown_data(e.data),
-            }
+    return Timeline(
+        ticket_id=ticket_id,
+        events=[
+            TimelineEntry(
+                position=e.position,
+                version=e.version,
+                type=e.type,
+                at=when(e.recorded_at),
+                actor=e.metadata.actor,
+                data=shown_data(e.data),
+            )
             for e in loaded.events
         ],
-    }
+    )
 
 
 @router.post("/{ticket_id}/{action}")
@@ -125,7 +125,7 @@ async def take_action(
     actor: CurrentUser,
     runtime: RuntimeDep,
     body: Annotated[ActionBody | None, Body()] = None,
-) -> dict[str, Any]:
+) -> TicketDetail:
     """One step of the workflow. 409: not in this state; 403: not for you (or four-eyes)."""
     if action not in ACTIONS:
         raise NotFound(f"no action {action!r}; actions are {', '.join(ACTIONS)}")
@@ -144,18 +144,20 @@ def _as_action(name: str) -> Action:
     return next(action for action in ACTIONS if action == name)
 
 
-async def _detail(runtime: Runtime, actor: Actor, ticket_id: str) -> dict[str, Any]:
+async def _detail(runtime: Runtime, actor: Actor, ticket_id: str) -> TicketDetail:
     """Read from the ticket's own stream: never behind the caller's last write."""
     loaded = await load_ticket(runtime.store, ticket_id)
     app = await runtime.store.get(APPS, loaded.ticket.app) or {}
     return _described(loaded, app, actor)
 
 
-def _described(loaded: Loaded, app: dict[str, Any], actor: Actor) -> dict[str, Any]:
+def _described(loaded: Loaded, app: dict[str, Any], actor: Actor) -> TicketDetail:
     doc = stream_document(loaded.events)
-    return {
-        **doc,
-        "stream_version": loaded.version,
-        "staging_url": app.get("staging_url"),
-        "allowed_actions": allowed_actions(loaded.ticket, actor),
-    }
+    return TicketDetail.model_validate(
+        {
+            **doc,
+            "stream_version": loaded.version,
+            "staging_url": app.get("staging_url"),
+            "allowed_actions": allowed_actions(loaded.ticket, actor),
+        }
+    )
