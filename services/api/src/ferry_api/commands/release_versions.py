@@ -109,13 +109,13 @@ async def record_allocation(runtime: Runtime, publish: StoredEvent, *, actor: st
     return False
 
 
-async def process_reached(store: Store, position: int) -> None:
+async def process_reached(store: Store, position: int, waiting_for: str = "a publish") -> None:
     """Wait until the process manager has reacted to the log up to `position`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PROCESS_WAIT
     while await store.checkpoint(PROCESS_CHECKPOINT) < position:
         if loop.time() > deadline:
-            raise Conflict("a publish is still being recorded; try again in a moment")
+            raise Conflict(f"{waiting_for} is still being recorded; try again in a moment")
         await asyncio.sleep(0.02)
 
 

@@ -14,7 +14,7 @@ from ferry_events.registry import Event
 from ferry_events.schemas import Source, TicketKind
 
 from ferry_api.commands.loading import Loaded, load_app, load_ticket, replayed
-from ferry_api.commands.release_versions import publish_deploy
+from ferry_api.commands.release_versions import process_reached, publish_deploy
 from ferry_api.domain import Action, Actor, TicketInvalid, decisions
 from ferry_api.domain.errors import Conflict
 from ferry_api.domain.streams import app_stream, staging_holder, ticket_stream
@@ -122,8 +122,11 @@ async def _resubmit(rt: Runtime, loaded: Loaded, actor: Actor, given: ActionInpu
 
 
 async def _pass_tests(rt: Runtime, loaded: Loaded, actor: Actor, given: ActionInput) -> list[Event]:
-    # No wait for a worker: report ingest appends StagingTaken right behind each StagingCompleted,
-    # and the holder also counts this ticket's own report if its StagingTaken is not in yet.
+    # A ticket's StagingCompleted and the app's StagingTaken are two appends: report ingest
+    # writes them back to back, yet another ticket's staging can be recorded between them and
+    # this read (seen under load in CI). The process manager appends any StagingTaken still
+    # missing, so waiting for it to reach the log's end closes that window; ingest keeps it short.
+    await process_reached(rt.store, await rt.store.last_position(), "a staging")
     app_events = await rt.store.read_stream(app_stream(loaded.ticket.app))
     holder = staging_holder(app_events, loaded.events)
     return decisions.pass_tests(loaded.ticket, actor, holder)
